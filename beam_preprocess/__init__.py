@@ -1,0 +1,1 @@
+"""pilotstate preprocessing: Kaggle CSVs to sharded, sorted, scaled TFRecord segments."""

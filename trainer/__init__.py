@@ -1,0 +1,1 @@
+"""pilotstate trainer: an LSTM over segment records, under MirroredStrategy."""

@@ -1,0 +1,1 @@
+"""pilotstate tuning: keras-tuner over the trainer's model and input pipeline."""
