@@ -1,0 +1,113 @@
+"""Command line of beam_preprocess: our options, and Beam's passed through untouched."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Optional, Sequence
+
+from trainer import record_spec
+
+# Beam 2.77's DirectRunner first tries to download the Prism runner binary (no
+# network here, it logs and falls back).  FnApiRunner is a known runner name that
+# runs the same portable engine directly and honours --direct_num_workers and
+# --direct_running_mode, so it is the default when no --runner is given.
+DEFAULT_RUNNER = "FnApiRunner"
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig:
+    """All pipeline settings that are not Beam's own."""
+
+    output: str
+    train: Optional[str] = None
+    test: Optional[str] = None
+    stats: Optional[str] = None
+    window: int = 256
+    block_seconds: float = 64.0
+    carry_seconds: float = 4.0
+    scaling: str = "standard"
+    scale_by: str = "global"
+    valid_fraction: float = 0.2
+    valid_block_seconds: float = 8.0
+    holdout_crews: tuple[int, ...] = ()
+    valid_windows_per_class: Optional[int] = None
+    seed: int = 0
+    max_bad_fraction: float = 0.001
+    num_shards: int = 0
+    range_mib: int = 64
+    chunk_mib: int = 8
+    overwrite: bool = False
+
+    def check(self) -> None:
+        if not self.train and not self.test:
+            raise ValueError("give --train, --test or both")
+        if not self.train and not self.stats:
+            raise ValueError("a test-only run needs --stats (the manifest.json of an "
+                             "earlier run with --train) for its scaling statistics")
+        if self.train and self.stats:
+            raise ValueError("--stats is for test-only runs; with --train the statistics "
+                             "are computed from the training rows")
+        if self.window < 2:
+            raise ValueError(f"--window must be at least 2, got {self.window}")
+        min_carry = (self.window - 1) / record_spec.SAMPLE_RATE_HZ
+        if self.carry_seconds < min_carry:
+            raise ValueError(f"--carry-seconds must be at least (window - 1) / "
+                             f"{record_spec.SAMPLE_RATE_HZ} = {min_carry:.3f}")
+        if self.block_seconds <= self.carry_seconds:
+            raise ValueError("--block-seconds must exceed --carry-seconds")
+        if not 0 <= self.valid_fraction < 1:
+            raise ValueError("--valid-fraction must be in [0, 1)")
+        if self.valid_block_seconds <= 0:
+            raise ValueError("--valid-block-seconds must be positive")
+
+
+def _crews(text: str) -> tuple[int, ...]:
+    return tuple(sorted(int(c) for c in text.split(",") if c.strip()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = PreprocessConfig(output="")
+    p = argparse.ArgumentParser(
+        prog="python -m beam_preprocess",
+        description="Kaggle pilot CSVs -> sorted, scaled, split TFRecord segments. "
+                    "Unknown options are Beam pipeline options (--runner, --project, ...).")
+    p.add_argument("--train", help="train.csv path or glob (local, gs://, .gz)")
+    p.add_argument("--test", help="test.csv path or glob (local, gs://, .gz)")
+    p.add_argument("--output", required=True, help="output directory (local or gs://)")
+    p.add_argument("--stats", help="manifest.json whose statistics a test-only run uses")
+    p.add_argument("--window", type=int, default=d.window, help="window length in rows")
+    p.add_argument("--block-seconds", type=float, default=d.block_seconds,
+                   help="time block per work item; no worker holds more of a session")
+    p.add_argument("--carry-seconds", type=float, default=d.carry_seconds,
+                   help="tail of a block sent to the next one as context candidates")
+    p.add_argument("--scaling", choices=("standard", "robust"), default=d.scaling)
+    p.add_argument("--scale-by", choices=("global", "pilot"), default=d.scale_by)
+    p.add_argument("--valid-fraction", type=float, default=d.valid_fraction)
+    p.add_argument("--valid-block-seconds", type=float, default=d.valid_block_seconds,
+                   help="length of the time units that go whole to train or valid")
+    p.add_argument("--holdout-crews", type=_crews, default=d.holdout_crews,
+                   help="validate on these whole crews instead, e.g. 3,7")
+    p.add_argument("--valid-windows-per-class", type=int, default=None,
+                   help="cap on the balanced validation windows per class")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-bad-fraction", type=float, default=d.max_bad_fraction,
+                   help="fail when more than this fraction of rows is quarantined")
+    p.add_argument("--num-shards", type=int, default=d.num_shards,
+                   help="shards per split (0: chosen by the runner)")
+    p.add_argument("--range-mib", type=int, default=d.range_mib,
+                   help="byte range of an uncompressed input read by one work item")
+    p.add_argument("--chunk-mib", type=int, default=d.chunk_mib,
+                   help="lines parsed per batch, in MiB of text")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an existing output first (else refuse to write into it)")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> tuple[PreprocessConfig, list[str]]:
+    """Our config, and the remaining arguments for Beam's PipelineOptions."""
+    known, beam_args = build_parser().parse_known_args(list(argv))
+    config = PreprocessConfig(**vars(known))
+    config.check()
+    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        beam_args = ["--runner", DEFAULT_RUNNER] + beam_args
+    return config, beam_args

@@ -1,0 +1,276 @@
+"""The whole preprocessing job as small named composite transforms.
+
+    ReadTrain/ReadTest   byte ranges -> line chunks -> RowBatches (+ bad rows)
+    ChooseValidation     seeded, class-stratified validation time units
+    ComputeStatistics    scaling statistics from training units only
+    GroupSessionBlocks   rows keyed by (crew, experiment, seat, time block) + carry
+    BuildSegments        sort, de-duplicate, split into runs, scale
+    BalanceValidation    the same number of validation windows per class
+    Write<Split>         GZIP TFRecord shards per split
+    WriteQuarantine      bad rows with file, line, reason, raw text
+    WriteManifest        counts, statistics, fingerprints; checks row accounting
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+from typing import Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.pvalue import AsList, AsSingleton
+
+from beam_preprocess import kaggle_schema as ks
+from beam_preprocess.csv_source import InputFile, ReadCsvChunks, fingerprint, list_inputs
+from beam_preprocess.manifest import (SumSummaries, build_manifest, check_row_accounting,
+                                      manifest_path, write_json)
+from beam_preprocess.options import PreprocessConfig
+from beam_preprocess.parse import BAD_ROWS, ROWS_IN, ParseChunks
+from beam_preprocess.quarantine import WriteQuarantine, quarantine_path
+from beam_preprocess.scaling import MergePartials, Scaler, compute_statistics, unit_partials
+from beam_preprocess.segments import (BalancedThresholds, block_segments, candidate_hashes,
+                                      segment_summary, select_window_ends)
+from beam_preprocess.sessions import SortedBlock, session_block_keys
+from beam_preprocess.splits import SplitAssigner, choose_validation_units, unit_histograms
+from trainer import record_spec
+
+_MIB = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInputs:
+    """Everything checked on the launcher before the job is built."""
+
+    train_files: tuple[InputFile, ...]
+    test_files: tuple[InputFile, ...]
+    fixed_stats: Optional[dict]   # statistics of an earlier run (test-only runs)
+
+    @property
+    def files(self) -> tuple[InputFile, ...]:
+        return self.train_files + self.test_files
+
+
+def resolve_inputs(config: PreprocessConfig, fixed_stats: Optional[dict]) -> JobInputs:
+    """Lists and header-checks the inputs; fails at once naming file and column."""
+    train = list_inputs(config.train, "train", ks.TRAIN_COLUMNS) if config.train else []
+    test = (list_inputs(config.test, "test", ks.TEST_COLUMNS, first_index=len(train))
+            if config.test else [])
+    if train and all(not f.compressed and f.data_start >= f.size for f in train):
+        raise ValueError(f"--train {config.train}: header only, no data rows")
+    return JobInputs(tuple(train), tuple(test), fixed_stats)
+
+
+class ReadAndParse(beam.PTransform):
+    """Input files -> RowBatches; tagged outputs bad_rows and rows_in (line counts)."""
+
+    def __init__(self, files: Sequence[InputFile], config: PreprocessConfig):
+        super().__init__()
+        self._files, self._config = list(files), config
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ReadCsvChunks" >> ReadCsvChunks(
+                self._files, self._config.range_mib * _MIB, self._config.chunk_mib * _MIB)
+            | "ParseChunks" >> beam.ParDo(ParseChunks(self._files)).with_outputs(
+                BAD_ROWS, ROWS_IN, main="rows"))
+
+
+class ChooseValidation(beam.PTransform):
+    """Training rows -> singleton frozenset of validation units (crew, experiment, unit)."""
+
+    def __init__(self, config: PreprocessConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, train_rows):
+        c = self._config
+        if c.holdout_crews or c.valid_fraction == 0:
+            return train_rows.pipeline | "NoValidationUnits" >> beam.Create([frozenset()])
+        return (
+            train_rows
+            | "UnitHistograms" >> beam.FlatMap(unit_histograms, c.valid_block_seconds, c.window)
+            | "SumPerUnit" >> beam.CombinePerKey(sum)
+            | "CollectUnits" >> beam.combiners.ToList()
+            | "ChooseUnits" >> beam.Map(choose_validation_units, c.valid_fraction, c.seed))
+
+
+def _training_unit_test(valid_units: frozenset, holdout_crews: Sequence[int]):
+    def is_training_unit(crew, experiment, unit):
+        return crew not in holdout_crews and (crew, experiment, unit) not in valid_units
+    return is_training_unit
+
+
+class ComputeStatistics(beam.PTransform):
+    """Training rows + validation units -> singleton statistics (manifest form)."""
+
+    def __init__(self, config: PreprocessConfig, valid_units):
+        super().__init__()
+        self._config, self._valid_units = config, valid_units
+
+    def expand(self, train_rows):
+        c = self._config
+
+        def finish(summaries, valid_units):
+            return compute_statistics(summaries, c.scaling, c.scale_by,
+                                      _training_unit_test(valid_units, c.holdout_crews))
+
+        return (
+            train_rows
+            | "UnitPartials" >> beam.FlatMap(unit_partials, c.valid_block_seconds,
+                                             c.scaling, c.seed)
+            | "MergePerUnit" >> beam.CombinePerKey(MergePartials())
+            | "CollectUnits" >> beam.combiners.ToList()
+            | "Finish" >> beam.Map(finish, AsSingleton(self._valid_units)))
+
+
+class BuildSegments(beam.DoFn):
+    """A session block's rows -> (split, scaled Segment); duplicates to bad_rows."""
+
+    def __init__(self, config: PreprocessConfig, paths: Sequence[str]):
+        self._config, self._paths = config, list(paths)
+        self._cache: tuple = ((), None, None)
+
+    def _tools(self, valid_units, stats):
+        """SplitAssigner and Scaler, rebuilt only when the side inputs change."""
+        key = (id(valid_units), id(stats))
+        if self._cache[0] != key:
+            self._cache = (key, SplitAssigner(valid_units, self._config.holdout_crews,
+                                              self._config.valid_block_seconds), Scaler(stats))
+        return self._cache[1], self._cache[2]
+
+    def process(self, element, valid_units, stats):
+        (_, _, _, block), values = element
+        sorted_block = SortedBlock(list(values), self._config.window, self._paths)
+        for bad in sorted_block.bad_rows:
+            yield beam.pvalue.TaggedOutput(BAD_ROWS, bad)
+        assigner, scaler = self._tools(valid_units, stats)
+        yield from block_segments(block, sorted_block, assigner, scaler)
+
+
+class BalanceValidation(beam.PTransform):
+    """Valid segments -> the same segments with their balanced window_ends."""
+
+    def __init__(self, config: PreprocessConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, valid_segments):
+        window, seed = self._config.window, self._config.seed
+        thresholds = (
+            valid_segments
+            | "CandidateEnds" >> beam.Map(candidate_hashes, window, seed)
+            | "ClassThresholds" >> beam.CombineGlobally(
+                BalancedThresholds(self._config.valid_windows_per_class)))
+
+        def with_ends(segment, limits):
+            return dataclasses.replace(
+                segment, window_ends=select_window_ends(segment, window, seed, limits))
+
+        return valid_segments | "AttachWindowEnds" >> beam.Map(with_ends, AsSingleton(thresholds))
+
+
+class WriteSplit(beam.PTransform):
+    """Segments of one split -> GZIP TFRecord shards; returns their relative names."""
+
+    def __init__(self, output: str, split: str, num_shards: int):
+        super().__init__()
+        self._output, self._split, self._num_shards = output.rstrip("/"), split, num_shards
+
+    def expand(self, segments):
+        prefix = f"{self._output}/{record_spec.shard_prefix(self._split)}"
+        return (
+            segments
+            | "Encode" >> beam.Map(record_spec.encode_segment)
+            | "WriteTFRecords" >> beam.io.WriteToTFRecord(
+                prefix, file_name_suffix=record_spec.SHARD_SUFFIX,
+                num_shards=self._num_shards, compression_type=CompressionTypes.GZIP)
+            | "RelativeNames" >> beam.Map(lambda path, root=self._output: path[len(root) + 1:]))
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("pilotstate")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: JobInputs) -> None:
+    """Adds the whole job to `pipeline`."""
+    c = config
+    rows_in, bad_rows, keyed_rows = [], [], []
+    valid_units = stats = None
+    if inputs.train_files:
+        train = pipeline | "ReadTrain" >> ReadAndParse(inputs.train_files, c)
+        valid_units = train.rows | "ChooseValidation" >> ChooseValidation(c)
+        stats = train.rows | "ComputeStatistics" >> ComputeStatistics(c, valid_units)
+        rows_in.append(train[ROWS_IN])
+        bad_rows.append(train[BAD_ROWS])
+        keyed_rows.append(train.rows)
+    else:
+        valid_units = pipeline | "NoValidationUnits" >> beam.Create([frozenset()])
+        stats = pipeline | "FixedStatistics" >> beam.Create([inputs.fixed_stats])
+    if inputs.test_files:
+        test = pipeline | "ReadTest" >> ReadAndParse(inputs.test_files, c)
+        rows_in.append(test[ROWS_IN])
+        bad_rows.append(test[BAD_ROWS])
+        keyed_rows.append(test.rows)
+
+    segments = (
+        keyed_rows | "AllRows" >> beam.Flatten()
+        | "KeyBySessionBlock" >> beam.FlatMap(session_block_keys, c.block_seconds,
+                                              c.carry_seconds)
+        | "GroupSessionBlocks" >> beam.GroupByKey()
+        | "BuildSegments" >> beam.ParDo(
+            BuildSegments(c, [f.path for f in inputs.files]),
+            AsSingleton(valid_units), AsSingleton(stats)).with_outputs(BAD_ROWS, main="segments"))
+    bad_rows.append(segments[BAD_ROWS])
+    by_split = (segments.segments
+                | "PartitionBySplit" >> beam.Partition(
+                    lambda kv, n: record_spec.SPLITS.index(kv[0]), len(record_spec.SPLITS)))
+    split_segments = {}
+    for split, part in zip(record_spec.SPLITS, by_split):
+        wanted = inputs.test_files if split == "test" else inputs.train_files
+        if wanted:
+            split_segments[split] = part | f"Drop{split.title()}Key" >> beam.Values()
+    if "valid" in split_segments:
+        split_segments["valid"] |= "BalanceValidation" >> BalanceValidation(c)
+
+    summaries, shards = {}, {}
+    for split, segs in split_segments.items():
+        shards[split] = AsList(segs | f"Write{split.title()}" >> WriteSplit(c.output, split, c.num_shards))
+        summaries[split] = AsSingleton(
+            segs | f"Summarize{split.title()}" >> beam.Map(segment_summary, c.window)
+            | f"Sum{split.title()}" >> beam.CombineGlobally(SumSummaries()))
+    all_bad = bad_rows | "AllBadRows" >> beam.Flatten()
+    quarantine_written = all_bad | "WriteQuarantine" >> WriteQuarantine(c.output)
+    fixed = {
+        "window": c.window,
+        "quarantine_file": quarantine_path(c.output)[len(c.output.rstrip("/")) + 1:],
+        "input_fingerprints": [fingerprint(f.path) | {"kind": f.kind} for f in inputs.files],
+        "options": dataclasses.asdict(c),
+        "package_version": _package_version(),
+    }
+
+    def write_manifest(_, rows_in_count, quarantined, stats_value, quarantine_files,
+                       **split_inputs):
+        split_summaries = {s: split_inputs[f"summary_{s}"] for s in split_segments}
+        written = sum(s["rows"] for s in split_summaries.values())
+        check_row_accounting(rows_in_count, written, quarantined, c.max_bad_fraction)
+        manifest = build_manifest(
+            split_summaries=split_summaries,
+            shards={s: split_inputs[f"shards_{s}"] for s in split_segments},
+            stats=stats_value, rows_in=rows_in_count, quarantined=quarantined, **fixed)
+        write_json(manifest_path(c.output), manifest)
+        return manifest
+
+    split_side_inputs = {f"summary_{s}": v for s, v in summaries.items()}
+    split_side_inputs.update({f"shards_{s}": v for s, v in shards.items()})
+    (pipeline
+     | "ManifestTrigger" >> beam.Create([None])
+     | "WriteManifest" >> beam.Map(
+         write_manifest,
+         AsSingleton(rows_in | "AllRowsIn" >> beam.Flatten()
+                     | "CountRowsIn" >> beam.CombineGlobally(sum)),
+         AsSingleton(all_bad | "CountBadRows" >> beam.combiners.Count.Globally()),
+         AsSingleton(stats), AsList(quarantine_written), **split_side_inputs))

@@ -1,0 +1,93 @@
+"""Benchmark the stand-in generator: wall time, peak memory, rows/s and bytes per split.
+
+Runs `python -m beam_preprocess.synth` once per split in a child process and samples
+the RSS of the child's process tree (psutil) every 50 ms.  Target (issue 2):
+full-scale train.csv (~1.2 GB) in at most 3 minutes with peak memory under 2 GB.
+
+    python bench/bench_synth.py --out bench-out                  # scale 1.0, train
+    python bench/bench_synth.py --out bench-out --scale 0.05 --splits train,test
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+
+TARGET_SECONDS = 180.0
+TARGET_PEAK_BYTES = 2 * 1024 ** 3
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and its children, in bytes (0 once it is gone)."""
+    try:
+        members = [process] + process.children(recursive=True)
+        return sum(member.memory_info().rss for member in members)
+    except psutil.Error:
+        return 0
+
+
+def run_split(out: str, split: str, scale: float, seed: int, compress: bool) -> dict:
+    """Generate one split; return its measurements."""
+    command = [sys.executable, "-m", "beam_preprocess.synth", "--out", out, "--scale", str(scale),
+               "--seed", str(seed), "--splits", split] + (["--gzip"] if compress else [])
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    watched = psutil.Process(child.pid)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, tree_rss(watched))
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    output = child.stdout.read()
+    if child.returncode != 0:
+        raise SystemExit(f"generator failed on split {split} (exit {child.returncode})")
+    files = json.loads(output)
+    rows = max(entry["rows"] for entry in files.values())
+    return {
+        "split": split, "scale": scale, "seconds": round(seconds, 2), "rows": rows,
+        "rows_per_s": round(rows / seconds), "bytes": sum(entry["bytes"] for entry in files.values()),
+        "mb_per_s": round(sum(entry["bytes"] for entry in files.values()) / seconds / 1e6, 1),
+        "peak_rss_mb": round(peak / 1024 ** 2, 1), "files": files,
+    }
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| split | scale | rows | bytes | seconds | rows/s | MB/s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['split']} | {r['scale']} | {r['rows']:,} | {r['bytes']:,} | {r['seconds']} "
+                     f"| {r['rows_per_s']:,} | {r['mb_per_s']} | {r['peak_rss_mb']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench-out", help="directory for the generated files")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--splits", default="train", help="comma-separated: train,test")
+    parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    results = [run_split(args.out, split.strip(), args.scale, args.seed, args.gzip)
+               for split in args.splits.split(",") if split.strip()]
+    for result in results:
+        if result["split"] == "train" and args.scale == 1.0:
+            result["meets_target"] = (result["seconds"] <= TARGET_SECONDS
+                                      and result["peak_rss_mb"] * 1024 ** 2 < TARGET_PEAK_BYTES)
+    print(markdown(results))
+    print(json.dumps(results, sort_keys=True))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""Bad input: clear errors at launch, or quarantined rows with file, line and reason."""
+from __future__ import annotations
+
+import csv
+import gzip
+
+import numpy as np
+import pytest
+
+from beam_preprocess.__main__ import main, run
+from beam_preprocess.csv_source import CsvHeaderError
+from beam_preprocess.output_reader import read_manifest, read_split
+from beam_preprocess.quarantine import quarantine_path
+from beam_testdata import csv_lines, loft_frame, text_sorted, train_frame, write_lines
+
+SMALL = ["--window", "64", "--block-seconds", "2", "--carry-seconds", "1",
+         "--valid-block-seconds", "1", "--range-mib", "1", "--chunk-mib", "1"]
+
+
+def _replace_field(line: str, index: int, value: str) -> str:
+    fields = line.split(",")
+    fields[index] = value
+    return ",".join(fields)
+
+
+# line index in the file (0 = header) -> (how to break it, expected reason part)
+BREAKS = {
+    5: (lambda l: ",".join(l.split(",")[:20]), "20 fields, expected 28"),
+    9: (lambda l: l + ",1.5", "29 fields, expected 28"),
+    14: (lambda l: _replace_field(l, 7, "abc"), "non-numeric value 'abc' in column eeg_t4"),
+    20: (lambda l: _replace_field(l, 10, "nan"), "non-finite value in column eeg_t3"),
+    26: (lambda l: _replace_field(l, 12, "inf"), "non-finite value in column eeg_o1"),
+    31: (lambda l: _replace_field(l, 27, "E"), "unknown event 'E'"),
+    40: (lambda l: _replace_field(l, 0, "99"), "unknown crew 99"),
+    47: (lambda l: _replace_field(l, 1, "XX"), "unknown experiment 'XX'"),
+    52: (lambda l: "", "empty line"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    lines = csv_lines(text_sorted(train_frame(crews=(1, 2), seconds=4)))
+    for index, (breaker, _) in BREAKS.items():
+        lines[index] = breaker(lines[index])
+    duplicate_of = lines[100]
+    lines.insert(700, duplicate_of)  # a time repeated within a session: line 701
+    write_lines(root / "train-a.csv", lines)
+    gz_lines = csv_lines(text_sorted(train_frame(crews=(3,), seconds=4, seed=5)))
+    gz_lines[3] = _replace_field(gz_lines[3], 25, "1.2.3")
+    with gzip.open(root / "train-b.csv.gz", "wt", newline="") as f:
+        f.write("\r\n".join(gz_lines) + "\r\n")  # CRLF line ends, compressed
+    out = str(root / "out")
+    run(["--train", str(root / "train-*"), "--output", out, "--max-bad-fraction", "0.5", *SMALL])
+    return root, out, len(lines) - 1 + len(gz_lines) - 1, duplicate_of
+
+
+def _quarantine(out):
+    with open(quarantine_path(out)) as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_bad_row_is_quarantined_with_line_and_reason(bad_run):
+    root, out, _, duplicate_of = bad_run
+    rows = _quarantine(out)
+    found = {(r["file"].rsplit("/", 1)[-1], int(r["line"])): r for r in rows}
+    for index, (_, reason) in BREAKS.items():
+        row = found[("train-a.csv", index + 1)]
+        assert reason in row["reason"], (index, row)
+    assert "non-numeric value '1.2.3' in column r" in found[("train-b.csv.gz", 4)]["reason"]
+    duplicate = found[("train-a.csv", 701)]
+    assert "repeats line 101" in duplicate["reason"]
+    assert duplicate["raw"].split(",")[:4] == duplicate_of.split(",")[:4][:2] + [
+        repr(float(duplicate_of.split(",")[2])), duplicate_of.split(",")[3]]
+    assert len(rows) == len(BREAKS) + 2
+
+
+def test_accounting_counts_quarantine(bad_run):
+    _, out, data_lines, _ = bad_run
+    rows = read_manifest(out)["rows"]
+    assert rows == {"in": data_lines, "written": data_lines - len(BREAKS) - 2,
+                    "quarantined": len(BREAKS) + 2}
+
+
+def test_gzip_crlf_file_is_read(bad_run):
+    _, out, _, _ = bad_run
+    crews = {s.crew for split in ("train", "valid") for s in read_split(out, split)}
+    assert crews == {1, 2, 3}
+
+
+def test_too_many_bad_rows_fail_the_job(bad_run, tmp_path):
+    root, _, _, _ = bad_run
+    with pytest.raises(Exception, match="max-bad-fraction"):
+        run(["--train", str(root / "train-a.csv"), "--output", str(tmp_path / "o"),
+             "--max-bad-fraction", "0.0005", *SMALL])
+
+
+def test_test_only_run_reuses_statistics(bad_run, tmp_path):
+    _, out, _, _ = bad_run
+    frame = loft_frame(crews=(2,), seconds=4)
+    write_lines(tmp_path / "test.csv", csv_lines(frame))
+    test_out = str(tmp_path / "test-out")
+    run(["--test", str(tmp_path / "test.csv"), "--stats", f"{out}/manifest.json",
+         "--output", test_out, *SMALL])
+    manifest = read_manifest(test_out)
+    assert manifest["stats"] == read_manifest(out)["stats"]
+    assert set(manifest["splits"]) == {"test"}
+    ids = np.concatenate([s.ids[s.context_rows:] for s in read_split(test_out, "test")])
+    np.testing.assert_array_equal(np.sort(ids), np.arange(len(frame)))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty file"),
+    ("crew,experiment,seat,time\n", "'time' is at position 4, expected at position 3"),
+    ("crew,experiment,time,seat,eeg_fp1\n1,CA,0,0,1\n", "missing column 'eeg_f7'"),
+    (",".join(["crew", "experiment", "time", "seat"]) + "\n", "missing column 'eeg_fp1'"),
+])
+def test_bad_header_fails_at_once_naming_file_and_column(tmp_path, content, message):
+    path = tmp_path / "train.csv"
+    path.write_text(content)
+    with pytest.raises(CsvHeaderError, match=message) as err:
+        run(["--train", str(path), "--output", str(tmp_path / "o")])
+    assert str(path) in str(err.value)
+
+
+def test_header_only_train_file_fails_clearly(tmp_path, capsys):
+    path = tmp_path / "train.csv"
+    path.write_text(csv_lines(train_frame(crews=(1,), seconds=1))[0] + "\n")
+    assert main(["--train", str(path), "--output", str(tmp_path / "o")]) == 1
+    assert "header only, no data rows" in capsys.readouterr().err

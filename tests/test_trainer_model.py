@@ -1,0 +1,106 @@
+"""Model (cuDNN eligibility), config, metrics and prior correction."""
+import argparse
+import importlib
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from trainer import config as config_mod
+from trainer.config import TrainConfig
+from trainer.metrics import classification_metrics, softmax
+from trainer.model import build_model, cudnn_blockers
+from trainer.prior import correct_prior, parse_prior
+
+# The module (the package re-exports a function of the same name).
+tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+
+
+def test_lstm_layers_keep_the_cudnn_settings():
+    model = build_model(TrainConfig(window=64, pool=2, lstm_units=(8, 6), dropout=0.3))
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert [layer.units for layer in lstms] == [8, 6]
+    for layer in lstms:
+        # The argument check Keras runs before choosing the cuDNN kernel.
+        assert tf_rnn._do_lstm_arguments_support_cudnn(
+            layer.activation, layer.recurrent_activation, layer.unroll, layer.use_bias)
+        assert layer.recurrent_dropout == 0 and layer.use_cudnn == "auto"
+        assert layer.dropout == 0.3
+    assert not any(isinstance(layer, keras.layers.Masking) for layer in model.layers)
+    assert cudnn_blockers(model) == []
+    assert model.output_shape == (None, 4)
+
+
+def test_cudnn_blockers_name_what_breaks_the_fused_kernel():
+    inputs = keras.Input((16, 23))
+    x = keras.layers.Masking()(inputs)
+    x = keras.layers.LSTM(4, recurrent_dropout=0.1, activation="relu", name="slow")(x)
+    reasons = cudnn_blockers(keras.Model(inputs, keras.layers.Dense(4)(x)))
+    assert any("masking" in r for r in reasons)
+    assert any("slow: recurrent_dropout=0.1" in r for r in reasons)
+    assert any("slow: activation='relu'" in r for r in reasons)
+
+
+def test_config_file_then_command_line(tmp_path):
+    path = str(tmp_path / "config.json")
+    TrainConfig(lstm_units=(32,), learning_rate=0.5, epochs=3).save(path)
+    parser = argparse.ArgumentParser()
+    config_mod.add_config_arguments(parser)
+    args = parser.parse_args(["--config", path, "--epochs", "7", "--lstm-units", "8,4",
+                              "--devices", "/cpu:0,/cpu:1"])
+    config = config_mod.config_from_args(args)
+    assert config.lstm_units == (8, 4) and config.epochs == 7 and config.learning_rate == 0.5
+    assert config.devices == ("/cpu:0", "/cpu:1")
+    assert TrainConfig.load(path).lstm_units == (32,)
+    assert config.digest() != TrainConfig.load(path).digest()
+
+
+def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"epocs": 3}))
+    with pytest.raises(ValueError, match=r"bad.json: unknown config keys \['epocs'\]"):
+        TrainConfig.load(str(path))
+    with pytest.raises(ValueError, match="balancing 'oversample'"):
+        TrainConfig(balancing="oversample")
+    with pytest.raises(ValueError, match="not a multiple of pool"):
+        TrainConfig(window=30, pool=4)
+
+
+def test_metrics_per_class_and_confusion():
+    probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25], [0.1, 0.1, 0.1, 0.7]])
+    labels = np.array([0, 0, 3])
+    m = classification_metrics(probs, labels)
+    assert m["per_class"]["A"]["log_loss"] == pytest.approx((-math.log(0.7) - math.log(0.25)) / 2)
+    assert m["per_class"]["D"]["log_loss"] == pytest.approx(-math.log(0.7))
+    assert m["per_class"]["B"]["count"] == 0 and m["per_class"]["B"]["log_loss"] is None
+    assert m["balanced_log_loss"] == pytest.approx(
+        (m["per_class"]["A"]["log_loss"] + m["per_class"]["D"]["log_loss"]) / 2)
+    assert m["confusion"][0] == [2, 0, 0, 0] and m["confusion"][3] == [0, 0, 0, 1]
+    np.testing.assert_allclose(softmax(np.log(probs)), probs)
+
+
+def test_prior_correction_is_bayes_rule():
+    probs = np.array([[0.25, 0.25, 0.25, 0.25], [0.4, 0.3, 0.2, 0.1]])
+    target = np.array([0.58, 0.03, 0.34, 0.05])
+    corrected = correct_prior(probs, np.full(4, 0.25), target)
+    np.testing.assert_allclose(corrected[0], target)       # no evidence: the target prior
+    expected = probs[1] * target / (probs[1] * target).sum()
+    np.testing.assert_allclose(corrected[1], expected)
+    np.testing.assert_allclose(corrected.sum(axis=1), 1.0)
+    # Back to the training prior: unchanged.
+    np.testing.assert_allclose(correct_prior(probs, np.full(4, 0.25), np.full(4, 0.25)), probs)
+
+
+def test_parse_prior():
+    manifest = {"splits": {"train": {"rows_per_class": {"A": 6, "B": 1, "C": 2, "D": 1}}}}
+    assert parse_prior("none", manifest) is None
+    np.testing.assert_allclose(parse_prior("train", manifest), [0.6, 0.1, 0.2, 0.1])
+    np.testing.assert_allclose(parse_prior("uniform", manifest), 0.25)
+    np.testing.assert_allclose(parse_prior("A=0.58,B=0.03,C=0.34,D=0.05", manifest),
+                               [0.58, 0.03, 0.34, 0.05])
+    with pytest.raises(ValueError, match=r"no share for \['D'\]"):
+        parse_prior("A=0.5,B=0.2,C=0.3", manifest)
+    with pytest.raises(ValueError, match="'E=1' is not CLASS=SHARE"):
+        parse_prior("A=0.5,E=1", manifest)

@@ -1,0 +1,87 @@
+"""Prediction: every test id once, probabilities, prior correction, scoring."""
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainer import data, run_dir
+from trainer.predict import IdLedger, rows_from_windows
+from trainer.prior import correct_prior
+from trainer.score import score
+from trainer.task import main
+
+
+@pytest.fixture(scope="module")
+def submission(trainer_trained_job, trainer_data_dir, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("predict") / "submission.csv")
+    assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
+                 "--out", out, "--stride", "16"]) == 0
+    return out
+
+
+def test_submission_has_every_test_id_once_with_probabilities(submission, trainer_data_dir):
+    frame = pd.read_csv(submission)
+    assert list(frame.columns) == ["id", "A", "B", "C", "D"]
+    labels = pd.read_csv(os.path.join(trainer_data_dir, "test_labels.csv"))
+    assert sorted(frame["id"]) == sorted(labels["id"])
+    assert frame["id"].is_unique
+    ids = data.read_manifest(trainer_data_dir)["splits"]["test"]["ids"]
+    assert (len(frame), frame["id"].sum()) == (ids["count"], ids["sum"])
+    probs = frame[list("ABCD")].to_numpy()
+    assert (probs >= 0).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_submission_scores_well_below_chance(submission, trainer_data_dir):
+    metrics = score(submission, os.path.join(trainer_data_dir, "test_labels.csv"))
+    assert metrics["count"] == 6000
+    assert metrics["balanced_log_loss"] < 0.7 < math.log(4)
+
+
+def test_prior_option_applies_bayes_rule(submission, trainer_trained_job, trainer_data_dir,
+                                         tmp_path):
+    shares = "A=0.58,B=0.03,C=0.34,D=0.05"
+    out = str(tmp_path / "prior.csv")
+    assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
+                 "--out", out, "--stride", "16", "--prior", shares]) == 0
+    plain = pd.read_csv(submission).set_index("id").sort_index()
+    corrected = pd.read_csv(out).set_index("id").sort_index()
+    training_prior = run_dir.read_json(
+        run_dir.find_run(trainer_trained_job).file("run.json"))["training_prior"]
+    expected = correct_prior(plain.to_numpy(), np.array(training_prior),
+                             np.array([0.58, 0.03, 0.34, 0.05]))
+    np.testing.assert_allclose(corrected.to_numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_score_refuses_missing_ids(submission, trainer_data_dir, tmp_path):
+    short = str(tmp_path / "short.csv")
+    pd.read_csv(submission).iloc[1:].to_csv(short, index=False)
+    with pytest.raises(ValueError, match="1 labelled ids missing"):
+        score(short, os.path.join(trainer_data_dir, "test_labels.csv"))
+
+
+def test_rows_take_the_latest_window_ending_at_or_before_them():
+    window_values = np.array([[0.0], [1.0], [2.0]])
+    ends = np.array([63, 79, 95])
+    rows = rows_from_windows(window_values, ends, num_rows=100, context_rows=10)
+    assert rows.shape == (90, 1)
+    values = rows[:, 0]
+    assert (values[:63 - 10 + 1] == 0).all()   # rows 10..63: before/at the first end
+    assert (values[64 - 10:79 - 10] == 0).all()  # rows 64..78: still the first window
+    assert (values[79 - 10:95 - 10] == 1).all()  # rows 79..94: the second
+    assert (values[95 - 10:] == 2).all()
+
+
+def test_id_ledger_catches_duplicates_and_gaps():
+    ledger = IdLedger({"count": 5, "min": 0, "max": 4, "sum": 10})
+    ledger.add(np.array([3, 0]))
+    with pytest.raises(ValueError, match="written twice"):
+        ledger.add(np.array([1, 3]))
+    ledger = IdLedger({"count": 5, "min": 0, "max": 4, "sum": 10})
+    ledger.add(np.array([0, 1, 2, 4]))
+    with pytest.raises(ValueError, match="manifest lists"):
+        ledger.check_complete()
+    with pytest.raises(ValueError, match="outside the manifest's range"):
+        ledger.add(np.array([7]))

@@ -1,0 +1,142 @@
+"""Training runs: a tiny run end to end, two replicas, and resume after a real kill."""
+import glob
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer import data, run_dir
+from trainer.task import main
+from trainer_fixtures import TINY_TRAIN_ARGS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Runs `python -m trainer` with the CPU split into two logical devices, which must
+# happen before TensorFlow initialises: hence a fresh interpreter.
+TWO_CPUS = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from trainer.task import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO}
+
+
+def _only_run(job_dir: str) -> run_dir.RunPaths:
+    runs = glob.glob(os.path.join(job_dir, "runs", "*"))
+    assert len(runs) == 1, runs
+    return run_dir.find_run(runs[0])
+
+
+def _summary_tags(log_dir: str) -> set:
+    tags = set()
+    for path in glob.glob(os.path.join(log_dir, "*", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.add((os.path.basename(os.path.dirname(path)), value.tag,
+                          value.metadata.plugin_data.plugin_name))
+    return tags
+
+
+def test_tiny_run_learns_and_records_everything(trainer_trained_job, trainer_data_dir):
+    paths = run_dir.find_run(trainer_trained_job)
+    metrics = run_dir.read_json(paths.file("metrics.json"))
+    assert metrics["complete"] and metrics["steps"] == metrics["total_steps"] == 120
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    final = metrics["final"]
+    assert final["balanced_log_loss"] < 0.6 < math.log(4)
+    assert all(final["per_class"][c]["log_loss"] < 1.0 for c in "ABCD")
+    assert np.trace(np.array(final["confusion"])) / final["count"] > 0.8
+
+    info = run_dir.read_json(paths.file("run.json"))
+    assert info["data_fingerprint"] == run_dir.fingerprint(data.read_manifest(trainer_data_dir))
+    assert info["package_version"] and info["training_prior"] == [0.25] * 4
+    assert run_dir.read_json(paths.file("config.json"))["window"] == 64
+    assert paths.run_id.endswith(run_dir.read_json(paths.file("run.json"))["run_id"][-8:])
+    assert not os.path.exists(os.path.join(trainer_trained_job, run_dir.IN_PROGRESS))
+
+    model = keras.models.load_model(paths.keras_model)
+    assert model.output_shape == (None, 4)
+    assert tf.saved_model.load(paths.saved_model).signatures  # a serving signature
+    assert glob.glob(os.path.join(paths.checkpoints, "ckpt-120.index"))
+    for name in ("loss.png", "confusion.png", "session.png"):
+        with open(paths.file(f"plots/{name}"), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    tags = _summary_tags(paths.tensorboard)
+    assert ("train", "loss", "scalars") in tags
+    assert ("valid", "log_loss/B", "scalars") in tags
+    assert ("valid", "logits/D", "histograms") in tags
+
+
+def test_two_replicas_on_two_logical_cpus(trainer_data_dir, tmp_path):
+    job_dir = str(tmp_path / "job")
+    args = ["train", "--data", trainer_data_dir, "--job-dir", job_dir, *TINY_TRAIN_ARGS,
+            "--epochs", "1", "--steps-per-epoch", "30", "--devices", "/cpu:0,/cpu:1"]
+    done = subprocess.run([sys.executable, "-c", TWO_CPUS, *args], env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    paths = _only_run(job_dir)
+    info = run_dir.read_json(paths.file("run.json"))
+    assert info["replicas"] == 2
+    assert [d.split("/")[-1] for d in info["devices"]] == ["device:CPU:0", "device:CPU:1"]
+    metrics = run_dir.read_json(paths.file("metrics.json"))
+    assert metrics["steps"] == 30 and metrics["final"]["log_loss"] < math.log(4)
+
+
+def test_global_batch_must_split_over_replicas(trainer_data_dir, tmp_path):
+    args = ["train", "--data", trainer_data_dir, "--job-dir", str(tmp_path), *TINY_TRAIN_ARGS,
+            "--global-batch-size", "33", "--devices", "/cpu:0,/cpu:1"]
+    done = subprocess.run([sys.executable, "-c", TWO_CPUS, *args], env=_env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "global_batch_size 33 is not a multiple of the 2 replicas" in done.stderr
+
+
+def _latest_checkpoint_step(job_dir: str) -> int:
+    steps = [int(p.rsplit("-", 1)[1].split(".")[0])
+             for p in glob.glob(os.path.join(job_dir, "runs", "*", "checkpoints", "ckpt-*.index"))]
+    return max(steps, default=0)
+
+
+def test_resume_after_kill_ends_with_the_same_steps(trainer_data_dir, tmp_path):
+    job_dir = str(tmp_path / "job")
+    args = ["train", "--data", trainer_data_dir, "--job-dir", job_dir, *TINY_TRAIN_ARGS,
+            "--epochs", "4", "--steps-per-epoch", "50", "--checkpoint-every-steps", "5"]
+    process = subprocess.Popen([sys.executable, "-m", "trainer", *args], env=_env(), cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while _latest_checkpoint_step(job_dir) < 15 and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint written"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL, "run ended before the kill"
+    finally:
+        if process.poll() is None:
+            process.kill()
+    killed_at = _latest_checkpoint_step(job_dir)
+    assert 15 <= killed_at < 200
+    assert os.path.exists(os.path.join(job_dir, run_dir.IN_PROGRESS))
+    killed_run = _only_run(job_dir).run_id
+
+    assert main(args) == 0
+    paths = _only_run(job_dir)  # the same run directory, resumed
+    assert paths.run_id == killed_run
+    metrics = run_dir.read_json(paths.file("metrics.json"))
+    assert metrics["complete"] and metrics["steps"] == 200
+    assert metrics["resumed_from_steps"] == [killed_at]
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
+    assert not os.path.exists(os.path.join(job_dir, run_dir.IN_PROGRESS))
+    assert run_dir.find_run(job_dir).run_id == killed_run  # LATEST

@@ -1,0 +1,285 @@
+"""tf.data input pipelines over segment records (see record_spec).
+
+Windows are cut on the fly: a segment holds up to ~16k rows x 23 channels, and all
+of its stride-1 windows would be 256 times larger.  For training, each pass over a
+segment draws window *ends* (each candidate end is kept with a probability that
+depends on its label, which balances the classes across the whole data set) and
+gathers only those windows.  Validation uses the ends stored in the records
+(`window_ends`, the balanced selection made by the writer); prediction uses ends
+at a fixed stride.
+
+Randomness comes from stateless ops fed by a seeded stream, and every stage keeps
+its order, so a pipeline is deterministic for a seed.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import record_spec as spec
+from trainer.config import TrainConfig
+
+AUTOTUNE = tf.data.AUTOTUNE
+SEGMENTS_PER_PARSE = 8  # records parsed together by one tf.io.parse_example call
+_SHARD_NAME = re.compile(r"part-(\d+)-of-(\d+)" + re.escape(spec.SHARD_SUFFIX) + "$")
+
+
+class DataError(ValueError):
+    """The data directory is missing, incomplete or inconsistent."""
+
+
+def read_manifest(data_dir: str) -> dict:
+    """Reads and checks `manifest.json` of a data directory (local or gs://)."""
+    path = posixpath.join(data_dir, spec.MANIFEST_NAME)
+    if not tf.io.gfile.exists(path):
+        raise DataError(f"{path} not found: is {data_dir} the output of beam_preprocess?")
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            manifest = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from e
+    spec.check_manifest(manifest, source=path)
+    return manifest
+
+
+def manifest_window(manifest: dict) -> int:
+    window = manifest.get("window")
+    if not isinstance(window, int) or window < 1:
+        raise DataError(f"manifest window {window!r} is not a positive integer")
+    return window
+
+
+def resolve_window(config: TrainConfig, manifest: dict) -> TrainConfig:
+    """The config with `window` set: the manifest's unless a shorter one was asked for.
+
+    Longer windows than the writer's are refused: the records' context rows and
+    validation ends only guarantee complete windows of the manifest's length.
+    """
+    written = manifest_window(manifest)
+    if config.window is None:
+        return TrainConfig.from_dict({**config.to_dict(), "window": written})
+    if config.window > written:
+        raise DataError(f"window {config.window} is longer than the data's window {written}")
+    return config
+
+
+def shard_paths(data_dir: str, manifest: dict, split: str) -> list[str]:
+    """Paths of a split's shards; raises DataError naming any that are missing."""
+    split_info = manifest.get("splits", {}).get(split)
+    if not split_info or not split_info.get("shards"):
+        raise DataError(f"{data_dir}: manifest lists no shards for split {split!r}")
+    split_dir = posixpath.join(data_dir, posixpath.dirname(spec.shard_prefix(split)))
+    paths = []
+    for name in split_info["shards"]:
+        paths.append(posixpath.join(data_dir, name) if "/" in name
+                     else posixpath.join(split_dir, name))
+    expected = _expected_shard_count(paths)
+    if expected is not None and expected != len(paths):
+        raise DataError(f"{data_dir}: split {split!r} lists {len(paths)} shards "
+                        f"but their names say there are {expected}")
+    missing = [p for p in paths if not tf.io.gfile.exists(p)]
+    if missing:
+        raise DataError(f"{data_dir}: {len(missing)} of {len(paths)} {split} shards missing: "
+                        + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
+    return paths
+
+
+def _expected_shard_count(paths: list[str]) -> Optional[int]:
+    counts = {int(m.group(2)) for m in map(_SHARD_NAME.search, paths) if m}
+    if len(counts) > 1:
+        raise DataError(f"shards name different totals {sorted(counts)}: {paths[:3]} ...")
+    return counts.pop() if counts else None
+
+
+def class_counts(manifest: dict, split: str = "train") -> np.ndarray:
+    """Windows (or, if not recorded, rows) per class of a split, in CLASSES order."""
+    info = manifest["splits"][split]
+    per_class = info.get("windows_per_class") or info.get("rows_per_class")
+    if not per_class:
+        raise DataError(f"manifest split {split!r} has no windows_per_class or rows_per_class")
+    return np.array([float(per_class.get(c, 0)) for c in spec.CLASSES])
+
+
+def acceptance_by_class(counts: np.ndarray, balancing: str) -> np.ndarray:
+    """Probability (before sampling_density) that a candidate window end is kept.
+
+    Under `sampling` a class is kept in inverse proportion to its count, so every
+    present class is drawn equally often; otherwise every end is equally likely.
+    """
+    present = counts > 0
+    if balancing != "sampling":
+        return present.astype(np.float32)
+    accept = np.zeros_like(counts)
+    accept[present] = counts[present].min() / counts[present]
+    return accept.astype(np.float32)
+
+
+def loss_weight_by_class(counts: np.ndarray, balancing: str) -> np.ndarray:
+    """Per-example loss weight: inverse class frequency under `weights`, else 1."""
+    present = counts > 0
+    weights = present.astype(np.float32)
+    if balancing == "weights":
+        weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
+def training_prior(counts: np.ndarray, balancing: str) -> np.ndarray:
+    """The class prior the model learns: uniform when balanced, the data's otherwise."""
+    if balancing in ("sampling", "weights"):
+        prior = (counts > 0).astype(np.float64)
+    else:
+        prior = counts.astype(np.float64)
+    return prior / prior.sum()
+
+
+def _parse_segments(records: tf.data.Dataset, keys: tuple[str, ...]) -> tf.data.Dataset:
+    """Serialized records -> dicts of decoded tensors for `keys` (batched parsing)."""
+    feature_spec = {k: v for k, v in spec.tf_feature_spec().items() if k in keys}
+
+    def decode(parsed: dict) -> dict:
+        out = {k: parsed[k] for k in keys if k in (spec.NUM_ROWS, spec.CONTEXT_ROWS,
+                                                   spec.CREW, spec.SEAT, spec.BLOCK,
+                                                   spec.EXPERIMENT)}
+        if spec.SIGNALS in keys:
+            out[spec.SIGNALS] = tf.reshape(tf.io.decode_raw(parsed[spec.SIGNALS], tf.float32),
+                                           [-1, spec.NUM_CHANNELS])
+        if spec.LABELS in keys:
+            out[spec.LABELS] = tf.cast(tf.io.decode_raw(parsed[spec.LABELS], tf.uint8), tf.int32)
+        if spec.IDS in keys:
+            out[spec.IDS] = tf.io.decode_raw(parsed[spec.IDS], tf.int64)
+        if spec.TIME in keys:
+            out[spec.TIME] = tf.io.decode_raw(parsed[spec.TIME], tf.float64)
+        if spec.WINDOW_ENDS in keys:
+            out[spec.WINDOW_ENDS] = parsed[spec.WINDOW_ENDS].values  # no padding
+        return out
+
+    return (records.batch(SEGMENTS_PER_PARSE)
+            .map(lambda s: tf.io.parse_example(s, feature_spec), num_parallel_calls=AUTOTUNE)
+            .unbatch()
+            .map(decode, num_parallel_calls=AUTOTUNE))
+
+
+def _records(paths: list[str], cycle_length: int, shuffle_seed: Optional[int]) -> tf.data.Dataset:
+    """Records of the shards, interleaved; shards shuffled and repeated when seeded."""
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if shuffle_seed is not None:
+        files = files.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True).repeat()
+    return files.interleave(
+        lambda p: tf.data.TFRecordDataset(p, compression_type="GZIP"),
+        cycle_length=min(cycle_length, len(paths)), block_length=1,
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def gather_windows(signals: tf.Tensor, ends: tf.Tensor, window: int) -> tf.Tensor:
+    """Windows [k, window, C] whose last rows are `ends` [k]."""
+    offsets = tf.range(1 - window, 1, dtype=ends.dtype)
+    return tf.gather(signals, ends[:, None] + offsets[None, :])
+
+
+def first_window_end(context_rows: tf.Tensor, window: int) -> tf.Tensor:
+    """Tensor version of Segment.first_window_end."""
+    return tf.maximum(tf.cast(context_rows, tf.int64), window - 1)
+
+
+def sample_window_ends(labels: tf.Tensor, first_end: tf.Tensor, keep_by_class: tf.Tensor,
+                       seed: tf.Tensor) -> tf.Tensor:
+    """Ends >= first_end, each kept with probability keep_by_class[label] (stateless)."""
+    candidates = tf.range(first_end, tf.shape(labels, out_type=tf.int64)[0])
+    keep = tf.gather(keep_by_class, tf.gather(labels, candidates))
+    draws = tf.random.stateless_uniform(tf.shape(candidates), seed=seed)
+    return tf.boolean_mask(candidates, draws < keep)
+
+
+def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size: int,
+                  seed: Optional[int] = None) -> tf.data.Dataset:
+    """Endless (windows [b, w, C] float32, labels [b] int32, loss weights [b]) batches.
+
+    `batch_size` is the global batch; `seed` defaults to config.seed (resume passes
+    another so that a resumed run does not replay the data it has seen).
+    """
+    seed = config.seed if seed is None else seed
+    window = config.window or manifest_window(manifest)
+    counts = class_counts(manifest, "train")
+    keep_by_class = tf.constant(
+        config.sampling_density * acceptance_by_class(counts, config.balancing))
+    weight_by_class = tf.constant(loss_weight_by_class(counts, config.balancing))
+
+    segments = _parse_segments(
+        _records(shard_paths(data_dir, manifest, "train"), config.cycle_length, seed),
+        (spec.SIGNALS, spec.LABELS, spec.CONTEXT_ROWS))
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=False).batch(2)
+
+    def windows_of(segment: dict, pair_seed: tf.Tensor):
+        ends = sample_window_ends(segment[spec.LABELS],
+                                  first_window_end(segment[spec.CONTEXT_ROWS], window),
+                                  keep_by_class, pair_seed)
+        labels = tf.gather(segment[spec.LABELS], ends)
+        return (gather_windows(segment[spec.SIGNALS], ends, window), labels,
+                tf.gather(weight_by_class, labels))
+
+    return (tf.data.Dataset.zip(segments, seeds)
+            .map(windows_of, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .unbatch()
+            .shuffle(config.shuffle_windows, seed=seed)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(AUTOTUNE))
+
+
+def valid_dataset(data_dir: str, manifest: dict, config: TrainConfig,
+                  batch_size: Optional[int] = None) -> tf.data.Dataset:
+    """The balanced validation windows (the records' window_ends), in a fixed order."""
+    window = config.window or manifest_window(manifest)
+    segments = _parse_segments(
+        _records(shard_paths(data_dir, manifest, "valid"), config.cycle_length, None),
+        (spec.SIGNALS, spec.LABELS, spec.WINDOW_ENDS, spec.CONTEXT_ROWS))
+
+    def windows_of(segment: dict):
+        ends = segment[spec.WINDOW_ENDS]
+        tf.debugging.assert_greater_equal(
+            ends, tf.cast(window - 1, tf.int64),
+            message="validation window end too early for the window length")
+        return gather_windows(segment[spec.SIGNALS], ends, window), tf.gather(segment[spec.LABELS], ends)
+
+    return (segments.map(windows_of, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .unbatch()
+            .batch(batch_size or config.valid_batch_size)
+            .prefetch(AUTOTUNE))
+
+
+def strided_ends(num_rows: tf.Tensor, context_rows: tf.Tensor, window: int,
+                 stride: int) -> tf.Tensor:
+    """Window ends every `stride` rows from the segment's first full window."""
+    first = first_window_end(context_rows, window)
+    return tf.range(first, tf.cast(num_rows, tf.int64), stride)
+
+
+def strided_segments(paths: list[str], window: int, stride: int, cycle_length: int,
+                     keys: tuple[str, ...]) -> tf.data.Dataset:
+    """Per segment: its `keys`, plus windows at a stride and their `ends`.
+
+    Every segment gets at least one window: one shorter than a window (a short
+    contiguous run) is padded at the front with copies of its first row, and one
+    whose context leaves no stride end gets the window ending at its last row.
+    """
+    wanted = tuple(set(keys) | {spec.SIGNALS, spec.NUM_ROWS, spec.CONTEXT_ROWS})
+    segments = _parse_segments(_records(paths, cycle_length, None), wanted)
+
+    def add_windows(segment: dict) -> dict:
+        signals = segment[spec.SIGNALS]
+        pad = tf.maximum(tf.cast(window, tf.int64) - segment[spec.NUM_ROWS], 0)
+        signals = tf.concat([tf.repeat(signals[:1], pad, axis=0), signals], axis=0)
+        num_rows = segment[spec.NUM_ROWS] + pad
+        ends = strided_ends(num_rows, segment[spec.CONTEXT_ROWS] + pad, window, stride)
+        ends = tf.cond(tf.size(ends) > 0, lambda: ends, lambda: tf.reshape(num_rows - 1, [1]))
+        out = dict(segment)
+        del out[spec.SIGNALS]
+        out["windows"] = gather_windows(signals, ends, window)
+        out["ends"] = ends - pad
+        return out
+
+    return segments.map(add_windows, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(2)

@@ -1,0 +1,61 @@
+"""The model: stacked LSTMs over a window of scaled signals, ending in 4 logits.
+
+Every LSTM keeps the settings under which Keras 3 runs the fused cuDNN kernel on a
+GPU (keras/src/layers/rnn/lstm.py and backend/tensorflow/rnn.py: tanh, sigmoid
+recurrent activation, a bias, no unrolling, no recurrent dropout, no mask);
+`cudnn_blockers` lists what would break that.  An average pool in front shortens
+the sequence (256 Hz -> 64 Hz at pool 4), which is most of the cost of an LSTM.
+"""
+from __future__ import annotations
+
+import keras
+
+from trainer import record_spec as spec
+from trainer.config import TrainConfig
+
+
+def build_model(config: TrainConfig) -> keras.Model:
+    """Uncompiled model: windows [batch, window, channels] -> logits [batch, classes]."""
+    if config.window is None:
+        raise ValueError("config.window is unset: resolve it from the manifest first "
+                         "(trainer.data.resolve_window)")
+    inputs = keras.Input(shape=(config.window, spec.NUM_CHANNELS), name="signals")
+    x = inputs
+    if config.pool > 1:
+        x = keras.layers.AveragePooling1D(config.pool, name="pool")(x)
+    last = len(config.lstm_units) - 1
+    for i, units in enumerate(config.lstm_units):
+        x = keras.layers.LSTM(
+            units, return_sequences=i < last, dropout=config.dropout,
+            activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+            recurrent_dropout=0.0, unroll=False, use_cudnn="auto", name=f"lstm_{i}")(x)
+    logits = keras.layers.Dense(spec.NUM_CLASSES, name="logits")(x)
+    model = keras.Model(inputs, logits, name="pilotstate_lstm")
+    blockers = cudnn_blockers(model)
+    if blockers:
+        raise AssertionError("model would not use cuDNN: " + "; ".join(blockers))
+    return model
+
+
+def cudnn_blockers(model: keras.Model) -> list[str]:
+    """Reasons why an LSTM of `model` would fall back from the cuDNN kernel."""
+    reasons = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Masking):
+            reasons.append(f"{layer.name}: masking (cuDNN needs unmasked or right-padded input)")
+        if not isinstance(layer, keras.layers.LSTM):
+            continue
+        checks = {
+            "activation": (keras.activations.serialize(layer.activation), "tanh"),
+            "recurrent_activation": (
+                keras.activations.serialize(layer.recurrent_activation), "sigmoid"),
+            "use_bias": (layer.use_bias, True),
+            "unroll": (layer.unroll, False),
+            "recurrent_dropout": (layer.recurrent_dropout, 0.0),
+        }
+        for name, (value, needed) in checks.items():
+            if value != needed:
+                reasons.append(f"{layer.name}: {name}={value!r}, cuDNN needs {needed!r}")
+        if layer.use_cudnn not in ("auto", True):
+            reasons.append(f"{layer.name}: use_cudnn={layer.use_cudnn!r}")
+    return reasons
