@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import tensorflow as tf
 
@@ -109,10 +109,12 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
     return value
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds `--config FILE` and one `--<key>` option per TrainConfig field."""
+def add_config_arguments(parser: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> None:
+    """Adds `--config FILE` and one `--<key>` option per TrainConfig field not excluded."""
     parser.add_argument("--config", help="JSON file with TrainConfig keys; options below override it")
     for field in dataclasses.fields(TrainConfig):
+        if field.name in exclude:
+            continue
         default = field.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,

@@ -27,7 +27,8 @@ from trainer.predict import DEFAULT_STRIDE, segment_row_logits  # noqa: E402
 PLOTS = ("loss.png", "confusion.png", "session.png")
 
 
-def _save(fig: plt.Figure, path: str) -> None:
+def save_figure(fig: plt.Figure, path: str) -> None:
+    """Writes a PNG through tf.io.gfile (local or gs://) and closes the figure."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -117,6 +118,6 @@ def write_run_plots(paths: run_dir.RunPaths, history: list[dict], model: keras.M
     figures.append(("session.png", session_figure(*session_trace(model, data_dir, manifest, config))))
     written = []
     for name, fig in figures:
-        _save(fig, posixpath.join(plot_dir, name))
+        save_figure(fig, posixpath.join(plot_dir, name))
         written.append(posixpath.join(plot_dir, name))
     return written

@@ -1,18 +1,25 @@
-"""The training run: a custom loop under a tf.distribute strategy, with exact resume.
+"""Training: one distributed loop, shared by a training run and a tuning trial.
 
-A custom loop (rather than `Model.fit`) because resuming must continue from the
-step of the last checkpoint, not from the start of its epoch: the model, the
-optimizer (whose `iterations` is the global step) are checkpointed every
-`checkpoint_every_steps` steps with tf.train.CheckpointManager, and a resumed run
-stops at the same total of `epochs x steps_per_epoch` steps.  The resumed input
-pipeline is seeded with (seed, step), so it does not replay the windows it began with.
+`fit_loop` is a custom loop (rather than `Model.fit`) because a resumed run must
+continue from the step of its last checkpoint, not from the start of its epoch.
+It speaks Keras' callback protocol at epoch ends (flat `val_*` logs, including
+the tuning objective `val_balanced_log_loss`, and `model.stop_training`), so
+keras-tuner and EarlyStopping drive it as they would drive `Model.fit`.
+
+`train` is a whole run: the model and optimizer (whose `iterations` is the global
+step) are checkpointed every `checkpoint_every_steps` steps with
+tf.train.CheckpointManager, and a resumed run stops at the same total of
+`epochs x steps_per_epoch` steps.  The resumed input pipeline is seeded with
+(seed, step), so it does not replay the windows it began with.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
 import time
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -23,9 +30,32 @@ from trainer.config import TrainConfig
 from trainer.distribution import make_strategy, per_replica_batch_size, replica_devices
 from trainer.metrics import classification_metrics, softmax
 from trainer.model import build_model
+from trainer.record_spec import CLASSES
 from trainer.summaries import TensorBoardLog
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochResult:
+    """What one epoch produced: its mean training loss and the validation outcome."""
+    epoch: int          # 0-based, as Keras counts
+    step: int           # global step at the end of the epoch
+    train_loss: float
+    metrics: dict       # trainer.metrics.classification_metrics on the validation split
+    logits: np.ndarray  # validation logits [windows, classes]
+
+    def keras_logs(self) -> dict[str, float]:
+        """Flat `loss`/`val_*` logs for Keras callbacks and keras-tuner."""
+        logs = {"loss": self.train_loss}
+        for name in ("log_loss", "balanced_log_loss", "accuracy", "balanced_accuracy"):
+            logs[f"val_{name}"] = self.metrics[name]
+        for name in CLASSES:
+            per = self.metrics["per_class"][name]
+            if per["count"]:
+                logs[f"val_log_loss_{name}"] = per["log_loss"]
+                logs[f"val_accuracy_{name}"] = per["accuracy"]
+        return logs
 
 
 def validation_logits(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +70,13 @@ def validation_logits(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def _pipeline_seed(config: TrainConfig, start_step: int) -> int:
-    return config.seed if start_step == 0 else config.seed * 1_000_003 + start_step
+def make_optimizer(model: keras.Model, config: TrainConfig,
+                   strategy: tf.distribute.Strategy) -> keras.optimizers.Optimizer:
+    """Adam, built under the strategy so that its slots are mirrored like the weights."""
+    with strategy.scope():
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer.build(model.trainable_variables)
+    return optimizer
 
 
 def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
@@ -62,6 +97,56 @@ def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     return train_step
+
+
+def _pipeline_seed(config: TrainConfig, start_step: int) -> int:
+    return config.seed if start_step == 0 else config.seed * 1_000_003 + start_step
+
+
+def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+             strategy: tf.distribute.Strategy, config: TrainConfig, data_dir: str,
+             manifest: dict, *, start_step: int, end_step: int,
+             callbacks: keras.callbacks.CallbackList,
+             on_step: Optional[Callable[[int, float], None]] = None,
+             on_epoch: Optional[Callable[[EpochResult], None]] = None) -> None:
+    """Trains steps start_step+1 .. end_step, validating at every epoch end.
+
+    `on_step(step, loss)` and `on_epoch(result)` see everything (the run's own
+    records); `callbacks` get Keras' epoch protocol with flat logs.  Training
+    stops early when a callback sets `model.stop_training`.
+    """
+    per_replica_batch_size(config.global_batch_size, strategy)  # validates divisibility
+    dataset = data.train_dataset(data_dir, manifest, config, config.global_batch_size,
+                                 seed=_pipeline_seed(config, start_step))
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    valid = data.valid_dataset(data_dir, manifest, config)
+    train_step = make_train_step(model, optimizer, strategy, config.global_batch_size)
+    steps_per_epoch = config.steps_per_epoch
+
+    model.stop_training = False
+    callbacks.on_train_begin()
+    epoch_losses: list[float] = []
+    for step in range(start_step + 1, end_step + 1):
+        epoch = (step - 1) // steps_per_epoch
+        if (step - 1) % steps_per_epoch == 0 or step == start_step + 1:
+            callbacks.on_epoch_begin(epoch)
+        loss = float(train_step(iterator))
+        epoch_losses.append(loss)
+        if on_step:
+            on_step(step, loss)
+        if step % steps_per_epoch == 0:
+            logits, labels = validation_logits(model, valid)
+            result = EpochResult(epoch=epoch, step=step, train_loss=float(np.mean(epoch_losses)),
+                                 metrics=classification_metrics(softmax(logits), labels),
+                                 logits=logits)
+            epoch_losses = []
+            if on_epoch:
+                on_epoch(result)
+            callbacks.on_epoch_end(epoch, result.keras_logs())
+            if model.stop_training:
+                log.info("stopped early after epoch %d", epoch + 1)
+                break
+    callbacks.on_train_end()
 
 
 def _save_keras(model: keras.Model, path: str) -> None:
@@ -87,7 +172,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
     manifest = data.read_manifest(data_dir)
     config = data.resolve_window(config, manifest)
     strategy = make_strategy(config.devices)
-    per_replica_batch_size(config.global_batch_size, strategy)  # validates divisibility
+    per_replica_batch_size(config.global_batch_size, strategy)  # fail before creating the run
     counts = data.class_counts(manifest, "train")
     prior = data.training_prior(counts, config.balancing)
     paths, resumed = run_dir.open_run(job_dir, config, {
@@ -103,8 +188,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_model(config)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-        optimizer.build(model.trainable_variables)
+    optimizer = make_optimizer(model, config, strategy)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, paths.checkpoints, max_to_keep=2)
     if manager.latest_checkpoint:
@@ -116,39 +200,35 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
         log.info("resuming at step %d of %d from %s", start, config.total_steps,
                  manager.latest_checkpoint)
 
-    dataset = data.train_dataset(data_dir, manifest, config, config.global_batch_size,
-                                 seed=_pipeline_seed(config, start))
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-    valid = data.valid_dataset(data_dir, manifest, config)
-    train_step = make_train_step(model, optimizer, strategy, config.global_batch_size)
     board = TensorBoardLog(paths.tensorboard)
+    clock = {"time": time.perf_counter(), "step": start}
 
-    epoch_losses: list[float] = []
-    last_time, last_step = time.perf_counter(), start
-    for step in range(start + 1, config.total_steps + 1):
-        loss = float(train_step(iterator))
-        epoch_losses.append(loss)
+    def on_step(step: int, loss: float) -> None:
         if step % config.summary_every_steps == 0:
             now = time.perf_counter()
             board.train_scalars(step, {
                 "loss": loss,
-                "windows_per_second": (step - last_step) * config.global_batch_size / (now - last_time),
+                "windows_per_second": ((step - clock["step"]) * config.global_batch_size
+                                       / (now - clock["time"])),
                 "learning_rate": float(optimizer.learning_rate.numpy()),
             })
-            last_time, last_step = now, step
-        if step % config.steps_per_epoch == 0:
-            logits, labels = validation_logits(model, valid)
-            metrics = classification_metrics(softmax(logits), labels)
-            board.validation(step, metrics, logits)
-            history.append({"epoch": step // config.steps_per_epoch, "step": step,
-                            "train_loss": float(np.mean(epoch_losses)), "valid": metrics})
-            epoch_losses = []
-            _write_metrics(paths, config, history, prior, resumes, step, complete=False)
-            log.info("epoch %d step %d: train loss %.4f, valid log loss %.4f (balanced %.4f)",
-                     history[-1]["epoch"], step, history[-1]["train_loss"],
-                     metrics["log_loss"], metrics["balanced_log_loss"])
+            clock.update(time=now, step=step)
         if step % config.checkpoint_every_steps == 0 or step % config.steps_per_epoch == 0:
             manager.save(checkpoint_number=step)
+
+    def on_epoch(result: EpochResult) -> None:
+        board.validation(result.step, result.metrics, result.logits)
+        history.append({"epoch": result.epoch + 1, "step": result.step,
+                        "train_loss": result.train_loss, "valid": result.metrics})
+        _write_metrics(paths, config, history, prior, resumes, result.step, complete=False)
+        log.info("epoch %d step %d: train loss %.4f, valid log loss %.4f (balanced %.4f)",
+                 result.epoch + 1, result.step, result.train_loss,
+                 result.metrics["log_loss"], result.metrics["balanced_log_loss"])
+
+    fit_loop(model, optimizer, strategy, config, data_dir, manifest,
+             start_step=start, end_step=config.total_steps,
+             callbacks=keras.callbacks.CallbackList([], model=model),
+             on_step=on_step, on_epoch=on_epoch)
     board.flush()
 
     _save_keras(model, paths.keras_model)

@@ -1,1 +1,1 @@
-"""pilotstate tuning: keras-tuner over the trainer's model and input pipeline."""
+"""keras-tuner search over the trainer's LSTM: layer sizes, dropout, learning rate, minibatch size."""

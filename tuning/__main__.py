@@ -1,0 +1,5 @@
+import sys
+
+from tuning.task import main
+
+sys.exit(main())

@@ -1,0 +1,84 @@
+"""LSTMHyperModel: the trainer's model and training loop, driven by keras-tuner.
+
+`build` is trainer.model.build_model on the trial's config; `fit` is
+trainer.train.fit_loop with that config, so a trial trains exactly as
+`python -m trainer train` would (same input pipeline, balancing, loss and
+validation), and its minibatch size is the trial's `batch_size`.  Each trial
+also leaves `pilotstate_trial.json` beside keras-tuner's own files (its config,
+the logs of every epoch, wall time, which tuner ran it and how many times) and
+TensorBoard logs, for `python -m tuning report`.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import time
+from typing import Sequence
+
+import keras
+import keras_tuner as kt
+import tensorflow as tf
+
+from trainer import run_dir
+from trainer.config import TrainConfig
+from trainer.distribution import per_replica_batch_size
+from trainer.model import build_model
+from trainer.summaries import TensorBoardLog
+from trainer.train import EpochResult, fit_loop, make_optimizer
+from tuning.space import SearchSpace
+
+TRIAL_RECORD = "pilotstate_trial.json"
+
+
+class LSTMHyperModel(kt.HyperModel):
+    def __init__(self, space: SearchSpace, base: TrainConfig, data_dir: str, manifest: dict,
+                 strategy: tf.distribute.Strategy):
+        super().__init__(name="pilotstate_lstm")
+        for batch_size in space.batch_sizes:
+            per_replica_batch_size(batch_size, strategy)  # every choice must split evenly
+        self.space = space
+        self.base = base
+        self.data_dir = data_dir
+        self.manifest = manifest
+        self.strategy = strategy
+
+    def trial_config(self, hp: kt.HyperParameters) -> TrainConfig:
+        return self.space.config(hp, self.base)
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        config = self.trial_config(hp)
+        keras.utils.set_random_seed(config.seed)
+        return build_model(config)
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *, epochs: int,
+            initial_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = (),
+            trial_dir: str, tensorboard_dir: str) -> keras.callbacks.History:
+        """Trains epochs initial_epoch .. epochs-1 (Hyperband continues earlier trials)."""
+        config = self.trial_config(hp)
+        optimizer = make_optimizer(model, config, self.strategy)
+        callback_list = keras.callbacks.CallbackList(list(callbacks), add_history=True, model=model)
+        board = TensorBoardLog(tensorboard_dir)
+        record_path = posixpath.join(trial_dir, TRIAL_RECORD)
+        attempts = (run_dir.read_json(record_path)["attempts"] + 1
+                    if tf.io.gfile.exists(record_path) else 1)
+        record = {"config": config.to_dict(), "initial_epoch": initial_epoch,
+                  "epochs_asked": epochs, "epochs": [], "seconds": 0.0, "complete": False,
+                  "tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "tuner0"),
+                  "attempts": attempts}
+        started = time.perf_counter()
+
+        def on_epoch(result: EpochResult) -> None:
+            board.validation(result.step, result.metrics, result.logits)
+            record["epochs"].append({"epoch": result.epoch, **result.keras_logs()})
+            record["seconds"] = time.perf_counter() - started
+            run_dir.write_json(record_path, record)
+
+        steps = config.steps_per_epoch
+        fit_loop(model, optimizer, self.strategy, config, self.data_dir, self.manifest,
+                 start_step=initial_epoch * steps, end_step=epochs * steps,
+                 callbacks=callback_list, on_epoch=on_epoch)
+        board.flush()
+        record.update(seconds=time.perf_counter() - started, complete=True,
+                      stopped_early=len(record["epochs"]) < epochs - initial_epoch)
+        run_dir.write_json(record_path, record)
+        return model.history

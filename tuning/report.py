@@ -1,0 +1,221 @@
+"""Review of a search: a table of trials, plots, TensorBoard HParams logs, the best config.
+
+Reads only the tuner directory (keras-tuner's trial.json files and the
+pilotstate_trial.json that LSTMHyperModel.fit leaves beside each), so a search
+can be reviewed where its data is not.  Writes into TUNER_DIR/report/:
+
+    trials.csv, trials.md        one row per trial, best first
+    objective_vs_<hp>.png        validation balanced log loss against each hyperparameter
+    per_class_best.png           per-class validation log loss by epoch, best trials
+    hparams/                     TensorBoard HParams logs (tensorboard --logdir TUNER_DIR/report/hparams)
+    best_config.json             the best trial's TrainConfig: `python -m trainer train --config`
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import posixpath
+from typing import Any, Optional
+
+import keras_tuner as kt
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorboard.plugins.hparams import api as hparams_api  # noqa: E402
+
+from trainer import run_dir  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.plots import save_figure  # noqa: E402
+from trainer.record_spec import CLASSES  # noqa: E402
+from tuning.hypermodel import TRIAL_RECORD  # noqa: E402
+from tuning.search import OBJECTIVE, PROJECT  # noqa: E402
+
+HYPERPARAMETERS = ("lstm_layers", "units_0", "units_1", "units_2", "dropout",
+                   "learning_rate", "batch_size")
+HPARAM_METRICS = ("balanced_log_loss", "log_loss", "balanced_accuracy")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSummary:
+    trial_id: str
+    status: str
+    hyperparameters: dict[str, Any]   # the active ones (keras-tuner's internal tuner/* removed)
+    score: Optional[float]            # best val_balanced_log_loss
+    best_epoch: Optional[int]
+    metrics: dict[str, float]         # the logs of the best epoch
+    epochs: list[dict]                # this trial's epoch logs (pilotstate_trial.json)
+    seconds: Optional[float]
+    config: Optional[dict]
+
+
+def load_trials(tuner_dir: str) -> list[TrialSummary]:
+    """Every trial of the search in `tuner_dir`, best first (failed ones last)."""
+    pattern = posixpath.join(tuner_dir, PROJECT, "trial_*", "trial.json")
+    trials = []
+    for path in sorted(tf.io.gfile.glob(pattern)):
+        trial = kt.engine.trial.Trial.load(path)
+        record_path = posixpath.join(posixpath.dirname(path), TRIAL_RECORD)
+        record = run_dir.read_json(record_path) if tf.io.gfile.exists(record_path) else {}
+        metrics = {name: trial.metrics.get_best_value(name)
+                   for name in trial.metrics.metrics
+                   if trial.metrics.get_best_value(name) is not None}
+        # The best epoch's logs, not each metric's own best.
+        epochs = record.get("epochs", [])
+        best = [e for e in epochs if e["epoch"] == trial.best_step]
+        trials.append(TrialSummary(
+            trial_id=trial.trial_id, status=trial.status,
+            hyperparameters={k: v for k, v in trial.hyperparameters.values.items()
+                             if not k.startswith("tuner/")},
+            score=trial.score, best_epoch=trial.best_step if trial.score is not None else None,
+            metrics=best[0] if best else metrics, epochs=epochs,
+            seconds=record.get("seconds"), config=record.get("config")))
+    if not trials:
+        raise FileNotFoundError(f"no trials under {posixpath.join(tuner_dir, PROJECT)}")
+    return sorted(trials, key=lambda t: (t.score is None, t.score or 0.0, t.trial_id))
+
+
+def _rows(trials: list[TrialSummary]) -> list[dict[str, Any]]:
+    rows = []
+    for t in trials:
+        row: dict[str, Any] = {"trial": t.trial_id, "status": t.status}
+        row.update({name: _fmt_hp(t.hyperparameters.get(name, "")) for name in HYPERPARAMETERS})
+        row["val_balanced_log_loss"] = _fmt(t.score)
+        row["val_log_loss"] = _fmt(t.metrics.get("val_log_loss"))
+        for name in CLASSES:
+            row[f"log_loss_{name}"] = _fmt(t.metrics.get(f"val_log_loss_{name}"))
+        row["best_epoch"] = "" if t.best_epoch is None else t.best_epoch + 1
+        row["epochs_run"] = len(t.epochs)
+        row["seconds"] = _fmt(t.seconds, 1)
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: Optional[float], digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_hp(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trials_markdown(trials: list[TrialSummary]) -> str:
+    rows = _rows(trials)
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _write_csv(path: str, trials: list[TrialSummary]) -> None:
+    rows = _rows(trials)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(buffer.getvalue())
+
+
+def plot_objective_vs_hyperparameters(trials: list[TrialSummary], out_dir: str) -> list[str]:
+    scored = [t for t in trials if t.score is not None]
+    written = []
+    for name in HYPERPARAMETERS:
+        points = [(t.hyperparameters[name], t.score) for t in scored if name in t.hyperparameters]
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        xs, ys = zip(*points)
+        if name == "learning_rate":
+            ax.set_xscale("log")
+        elif name == "batch_size" or name.startswith("units_"):
+            ax.set_xscale("log", base=2)
+        ax.scatter(xs, ys)
+        ax.axhline(math.log(len(CLASSES)), color="grey", linestyle=":", label="chance (ln 4)")
+        ax.set_xlabel(name)
+        ax.set_ylabel("val balanced log loss (best epoch)")
+        ax.legend(loc="best")
+        path = posixpath.join(out_dir, f"objective_vs_{name}.png")
+        save_figure(fig, path)
+        written.append(path)
+    return written
+
+
+def plot_per_class_of_best(trials: list[TrialSummary], out_dir: str, top: int) -> Optional[str]:
+    best = [t for t in trials if t.score is not None and t.epochs][:top]
+    if not best:
+        return None
+    fig, axes = plt.subplots(1, len(CLASSES), figsize=(4 * len(CLASSES), 3.5), sharey=True)
+    for ax, name in zip(axes, CLASSES):
+        for t in best:
+            points = [(e["epoch"] + 1, e[f"val_log_loss_{name}"]) for e in t.epochs
+                      if f"val_log_loss_{name}" in e]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=f"trial {t.trial_id}")
+        ax.set_title(f"class {name}")
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("val log loss")
+    axes[-1].legend(loc="best")
+    path = posixpath.join(out_dir, "per_class_best.png")
+    save_figure(fig, path)
+    return path
+
+
+def write_hparams_logs(trials: list[TrialSummary], log_dir: str) -> None:
+    """One HParams session per scored trial, with its best-epoch metrics."""
+    scored = [t for t in trials if t.score is not None]
+    names = [n for n in HYPERPARAMETERS if any(n in t.hyperparameters for t in scored)]
+    with tf.summary.create_file_writer(log_dir).as_default():
+        hparams_api.hparams_config(
+            hparams=[hparams_api.HParam(n) for n in names],
+            metrics=[hparams_api.Metric(f"val_{m}", display_name=m) for m in HPARAM_METRICS])
+    for t in scored:
+        with tf.summary.create_file_writer(posixpath.join(log_dir, t.trial_id)).as_default():
+            hparams_api.hparams({n: t.hyperparameters[n] for n in names
+                                 if n in t.hyperparameters}, trial_id=t.trial_id)
+            for m in HPARAM_METRICS:
+                if f"val_{m}" in t.metrics:
+                    tf.summary.scalar(f"val_{m}", t.metrics[f"val_{m}"], step=0)
+
+
+def best_config(trials: list[TrialSummary]) -> TrainConfig:
+    """The best trial's config, trained for as many epochs as its best epoch needed."""
+    best = next((t for t in trials if t.score is not None and t.config), None)
+    if best is None:
+        raise ValueError("no trial finished with a score: nothing to export")
+    return TrainConfig.from_dict({**best.config, "epochs": best.best_epoch + 1},
+                                 source=f"trial {best.trial_id}")
+
+
+def write_report(tuner_dir: str, top: int = 3) -> dict[str, Any]:
+    """Writes TUNER_DIR/report/ and returns what it holds (the table included)."""
+    trials = load_trials(tuner_dir)
+    out_dir = posixpath.join(tuner_dir, "report")
+    tf.io.gfile.makedirs(out_dir)
+    table = trials_markdown(trials)
+    with tf.io.gfile.GFile(posixpath.join(out_dir, "trials.md"), "w") as f:
+        f.write(table + "\n")
+    _write_csv(posixpath.join(out_dir, "trials.csv"), trials)
+    plots = plot_objective_vs_hyperparameters(trials, out_dir)
+    per_class = plot_per_class_of_best(trials, out_dir, top)
+    write_hparams_logs(trials, posixpath.join(out_dir, "hparams"))
+    summary: dict[str, Any] = {
+        "table": table, "trials": len(trials),
+        "statuses": {s: sum(t.status == s for t in trials) for s in sorted({t.status for t in trials})},
+        "plots": plots + ([per_class] if per_class else []),
+        "hparams": posixpath.join(out_dir, "hparams"),
+        "objective": OBJECTIVE.name,
+    }
+    try:
+        config = best_config(trials)
+    except ValueError as err:
+        summary["best_config"] = None
+        summary["best_config_error"] = str(err)
+    else:
+        path = posixpath.join(out_dir, "best_config.json")
+        config.save(path)
+        summary.update(best_config=path, best_trial=trials[0].trial_id, best_score=trials[0].score)
+    return summary

@@ -1,0 +1,153 @@
+"""The tuner: keras-tuner's own algorithms over LSTMHyperModel, resumable, distributable.
+
+Layout of a tuner directory (local or gs://):
+
+    TUNER_DIR/search.json        what was searched (data, algorithm, space, base config)
+    TUNER_DIR/pilotstate/        keras-tuner's project: oracle.json, trial_*/trial.json,
+                                 best-epoch weights, and our pilotstate_trial.json per trial
+    TUNER_DIR/tensorboard/<trial id>/   validation curves of each trial
+    TUNER_DIR/report/            written by `python -m tuning report`
+
+Re-running the same search resumes it (keras-tuner reloads the oracle; finished
+trials are kept); a search with different settings in the same directory is
+refused unless `overwrite` is set.  Distribution is keras-tuner's chief/worker
+mode, configured by KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and
+KERASTUNER_ORACLE_PORT; each process trains on all GPUs of its machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+from typing import Any, Optional
+
+import keras
+import keras_tuner as kt
+import tensorflow as tf
+
+from trainer import data, run_dir
+from trainer.config import TrainConfig
+from trainer.distribution import make_strategy
+from tuning.hypermodel import LSTMHyperModel
+from tuning.space import SearchSpace
+
+ALGORITHMS = ("hyperband", "bayesian", "random")
+PROJECT = "pilotstate"
+SETTINGS_NAME = "search.json"
+OBJECTIVE = kt.Objective("val_balanced_log_loss", direction="min")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """Everything that defines a search; saved as search.json in the tuner directory."""
+    data_dir: str
+    algorithm: str = "hyperband"
+    max_trials: int = 10          # random and bayesian; hyperband's budget is epochs and factor
+    hyperband_factor: int = 3
+    patience: int = 2             # epochs without improvement before a trial stops
+    space: SearchSpace = SearchSpace()
+    base: TrainConfig = TrainConfig()
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
+        if self.max_trials < 1 or self.patience < 1 or self.hyperband_factor < 2:
+            raise ValueError("max_trials and patience must be >= 1, hyperband_factor >= 2")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "space": self.space.to_dict(),
+                "base": self.base.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SearchSettings":
+        return cls(**{**values, "space": SearchSpace.from_dict(values["space"]),
+                      "base": TrainConfig.from_dict(values["base"], source=SETTINGS_NAME)})
+
+
+class _TrialDirs:
+    """Hands each trial's own directories to LSTMHyperModel.fit."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        kwargs["trial_dir"] = self.get_trial_dir(trial.trial_id)
+        kwargs["tensorboard_dir"] = posixpath.join(
+            posixpath.dirname(self.project_dir), "tensorboard", trial.trial_id)
+        return super().run_trial(trial, *args, **kwargs)
+
+
+class RandomSearch(_TrialDirs, kt.RandomSearch):
+    pass
+
+
+class BayesianOptimization(_TrialDirs, kt.BayesianOptimization):
+    pass
+
+
+class Hyperband(_TrialDirs, kt.Hyperband):
+    pass
+
+
+def is_worker() -> bool:
+    """A worker of a distributed search (not the chief, not a single process)."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get(
+        "KERASTUNER_TUNER_ID", "")
+
+
+def settings_path(tuner_dir: str) -> str:
+    return posixpath.join(tuner_dir, SETTINGS_NAME)
+
+
+def read_settings(tuner_dir: str) -> SearchSettings:
+    path = settings_path(tuner_dir)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {tuner_dir} a tuner directory "
+                                "written by `python -m tuning search`?")
+    return SearchSettings.from_dict(run_dir.read_json(path))
+
+
+def _claim_directory(tuner_dir: str, settings: SearchSettings, overwrite: bool) -> None:
+    """Writes search.json, or checks that an earlier search had the same settings.
+
+    Only max_trials may differ, so that a finished search can be extended.
+    `overwrite` removes the whole tuner directory first (trials, logs, report).
+    """
+    path = settings_path(tuner_dir)
+    if overwrite and tf.io.gfile.exists(tuner_dir):
+        tf.io.gfile.rmtree(tuner_dir)
+    if tf.io.gfile.exists(path):
+        earlier = run_dir.read_json(path)
+        ours = settings.to_dict()
+        differing = sorted(k for k in ours if k != "max_trials" and earlier.get(k) != ours[k])
+        if differing:
+            raise ValueError(f"{tuner_dir} holds a search with other settings ({differing}); "
+                             "use the same settings to resume it, or --overwrite")
+    tf.io.gfile.makedirs(tuner_dir)
+    run_dir.write_json(path, settings.to_dict())
+
+
+def make_tuner(settings: SearchSettings, tuner_dir: str, *, overwrite: bool = False,
+               strategy: Optional[tf.distribute.Strategy] = None) -> kt.Tuner:
+    """The keras-tuner Tuner for `settings`; reloads an earlier search in `tuner_dir`."""
+    manifest = data.read_manifest(settings.data_dir)
+    base = data.resolve_window(settings.base, manifest)
+    strategy = strategy or make_strategy(base.devices)
+    hypermodel = LSTMHyperModel(settings.space, base, settings.data_dir, manifest, strategy)
+    common = dict(hypermodel=hypermodel, objective=OBJECTIVE, directory=tuner_dir,
+                  project_name=PROJECT, overwrite=overwrite, seed=base.seed,
+                  distribution_strategy=strategy)
+    if settings.algorithm == "hyperband":
+        return Hyperband(max_epochs=base.epochs, factor=settings.hyperband_factor, **common)
+    if settings.algorithm == "bayesian":
+        return BayesianOptimization(max_trials=settings.max_trials, **common)
+    return RandomSearch(max_trials=settings.max_trials, **common)
+
+
+def search(settings: SearchSettings, tuner_dir: str, overwrite: bool = False) -> kt.Tuner:
+    """Runs (or resumes) the search; returns the tuner.  Workers never overwrite."""
+    overwrite = overwrite and not is_worker()
+    if not is_worker():
+        _claim_directory(tuner_dir, settings, overwrite)
+    tuner = make_tuner(settings, tuner_dir, overwrite=overwrite)
+    stop_early = keras.callbacks.EarlyStopping(
+        monitor=OBJECTIVE.name, mode="min", patience=settings.patience)
+    tuner.search(epochs=settings.base.epochs, callbacks=[stop_early])
+    return tuner
