@@ -1,6 +1,7 @@
 """End to end: generated Kaggle-format data -> beam_preprocess on the FnApiRunner.
 
-One run (module fixture) is shared by the checks; a second and third run check
+One run (session fixtures `raw` and `output`, which test_pipeline_to_trainer.py
+also uses) is shared by the checks; a second and third run check
 determinism and the replace-whole rule.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ ARGS = ["--block-seconds", "4", "--carry-seconds", "2", "--valid-block-seconds",
         "--range-mib", "4", "--chunk-mib", "1", "--num-shards", "2", "--seed", "7"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def raw(tmp_path_factory):
     out = tmp_path_factory.mktemp("raw")
     subprocess.run([sys.executable, "-m", "beam_preprocess.synth", "--out", str(out),
@@ -34,7 +35,7 @@ def raw(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def output(raw, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("out") / "run1")
     run(["--train", str(raw / "train.csv"), "--test", str(raw / "test.csv"),

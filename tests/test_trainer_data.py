@@ -57,6 +57,10 @@ def test_sampled_ends_skip_context_rows():
     none_of_b = data.sample_window_ends(labels, tf.constant(0, tf.int64),
                                         tf.constant([1.0, 0.0, 1.0, 1.0]), tf.constant([1, 2], tf.int64))
     assert 1 not in (np.arange(100) % 4)[none_of_b.numpy()]
+    # A segment shorter than a window (Beam writes short contiguous runs) has no ends.
+    short = data.sample_window_ends(labels[:4], tf.constant(255, tf.int64),
+                                    tf.constant([1.0, 1.0, 1.0, 1.0]), tf.constant([1, 2], tf.int64))
+    assert short.numpy().tolist() == []
 
 
 def test_sampling_balances_skewed_classes(trainer_data_dir):

@@ -188,8 +188,12 @@ def first_window_end(context_rows: tf.Tensor, window: int) -> tf.Tensor:
 
 def sample_window_ends(labels: tf.Tensor, first_end: tf.Tensor, keep_by_class: tf.Tensor,
                        seed: tf.Tensor) -> tf.Tensor:
-    """Ends >= first_end, each kept with probability keep_by_class[label] (stateless)."""
-    candidates = tf.range(first_end, tf.shape(labels, out_type=tf.int64)[0])
+    """Ends >= first_end, each kept with probability keep_by_class[label] (stateless).
+
+    A segment shorter than a window (a short contiguous run) has no candidates.
+    """
+    num_rows = tf.shape(labels, out_type=tf.int64)[0]
+    candidates = tf.range(tf.minimum(first_end, num_rows), num_rows)
     keep = tf.gather(keep_by_class, tf.gather(labels, candidates))
     draws = tf.random.stateless_uniform(tf.shape(candidates), seed=seed)
     return tf.boolean_mask(candidates, draws < keep)
