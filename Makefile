@@ -9,10 +9,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 DEMO_DIR   ?= demo-out
-DEMO_SCALE ?= 0.05
+DEMO_SCALE      ?= 0.1
+DEMO_TEST_SCALE ?= 0.05
 DEMO_SEED  ?= 0
 
-.PHONY: venv test test-slow demo bench clean
+.PHONY: venv test test-slow test-docker demo bench clean
 
 $(STAMP): setup.py requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +29,48 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -q -m slow
 
+# Builds and runs the trainer image with a real Docker daemon (started if none answers).
+test-docker: venv
+	bash .ci/docker-daemon.sh
+	$(PY) -m pytest -q -m docker
+
+# The demo: every stage on generated data, small enough for ~10 minutes on 2 cores.
+# Training data at DEMO_SCALE, test data at DEMO_TEST_SCALE (the test CSV is 3.7x larger).
+DEMO_TRAIN_ARGS ?= --epochs 6 --steps-per-epoch 150
+DEMO_TUNE_ARGS  ?= --algorithm random --max-trials 3 --max-layers 2 --units 16,32,64 \
+                   --batch-sizes 64,128,256 --epochs 3 --steps-per-epoch 80
+DEMO_PRIOR      ?= train
+
 demo: venv
-	$(PY) -m beam_preprocess.synth --out $(DEMO_DIR)/raw --scale $(DEMO_SCALE) --seed $(DEMO_SEED)
-	@echo "demo: generated Kaggle-format CSVs in $(DEMO_DIR)/raw"
+	@echo "== 1/7 generate Kaggle-format CSVs"
+	$(PY) -m beam_preprocess.synth --out $(DEMO_DIR)/raw --scale $(DEMO_SCALE) --seed $(DEMO_SEED) --splits train
+	$(PY) -m beam_preprocess.synth --out $(DEMO_DIR)/raw --scale $(DEMO_TEST_SCALE) --seed $(DEMO_SEED) --splits test
+	@echo "== 2/7 preprocess (Beam, local runner)"
+	$(PY) -m beam_preprocess --train $(DEMO_DIR)/raw/train.csv --test $(DEMO_DIR)/raw/test.csv \
+	    --output $(DEMO_DIR)/data --scale-by pilot --seed $(DEMO_SEED) --overwrite
+	@echo "== 3/7 train"
+	$(PY) -m trainer train --data $(DEMO_DIR)/data --job-dir $(DEMO_DIR)/job --seed $(DEMO_SEED) $(DEMO_TRAIN_ARGS)
+	@echo "== 4/7 tune"
+	$(PY) -m tuning search --data $(DEMO_DIR)/data --tuner-dir $(DEMO_DIR)/tuning --overwrite \
+	    --seed $(DEMO_SEED) $(DEMO_TUNE_ARGS)
+	@echo "== 5/7 review the trials"
+	$(PY) -m tuning report --tuner-dir $(DEMO_DIR)/tuning
+	@echo "== 6/7 predict the test set"
+	$(PY) -m trainer predict --run $(DEMO_DIR)/job --data $(DEMO_DIR)/data \
+	    --out $(DEMO_DIR)/submission.csv --prior $(DEMO_PRIOR)
+	@echo "== 7/7 score the submission against test_labels.csv"
+	$(PY) -m trainer score --submission $(DEMO_DIR)/submission.csv --labels $(DEMO_DIR)/raw/test_labels.csv \
+	    | tee $(DEMO_DIR)/score.json
+	@echo
+	@echo "demo artefacts:"
+	@echo "  raw CSVs           $(DEMO_DIR)/raw/{train,test,test_labels}.csv"
+	@echo "  TFRecords          $(DEMO_DIR)/data/{train,valid,test}/  manifest: $(DEMO_DIR)/data/manifest.json"
+	@echo "  quarantine         $(DEMO_DIR)/data/quarantine/"
+	@echo "  training run       $(DEMO_DIR)/job/runs/$$(cat $(DEMO_DIR)/job/LATEST)/  (plots/, metrics.json, model/)"
+	@echo "  TensorBoard        .venv/bin/tensorboard --logdir $(DEMO_DIR)/job/runs"
+	@echo "  tuning report      $(DEMO_DIR)/tuning/report/  (trials.md, *.png, best_config.json)"
+	@echo "  tuning HParams     .venv/bin/tensorboard --logdir $(DEMO_DIR)/tuning/report/hparams"
+	@echo "  submission         $(DEMO_DIR)/submission.csv  score: $(DEMO_DIR)/score.json"
 
 bench: venv
 	$(PY) bench/bench_synth.py --out bench-out
