@@ -107,6 +107,15 @@ def list_inputs(pattern: str, kind: str, columns: Sequence[str],
     return files
 
 
+def has_data_lines(f: InputFile) -> bool:
+    """Whether anything follows the header (a compressed file is peeked at, not read)."""
+    if not f.compressed:
+        return f.data_start < f.size
+    _, header_bytes = read_header(f.path)
+    with FileSystems.open(f.path) as stream:  # decompressing stream
+        return len(stream.read(header_bytes + 1)) > header_bytes
+
+
 def fingerprint(path: str) -> dict:
     """Size, modification time and md5 of the first and last MiB of the stored bytes."""
     meta = FileSystems.match([path])[0].metadata_list[0]

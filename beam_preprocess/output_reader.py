@@ -13,6 +13,8 @@ from apache_beam.io.filesystems import FileSystems
 from beam_preprocess.manifest import manifest_path, read_json
 from trainer import record_spec
 
+_READ_BYTES = 1 << 22
+
 
 def read_manifest(output: str) -> dict:
     manifest = read_json(manifest_path(output))
@@ -21,13 +23,19 @@ def read_manifest(output: str) -> dict:
 
 
 def iter_tfrecords(path: str) -> Iterator[bytes]:
-    """Records of a (GZIP) TFRecord file; length and data CRCs are not checked."""
+    """Records of a (GZIP) TFRecord file; length and data CRCs are not checked.
+
+    Read in a loop: one read() of Beam's decompressing file returns at most
+    16 MiB, so a single read would silently cut larger shards short.
+    """
     with FileSystems.open(path) as f:  # .gz is decompressed
-        data = f.read()
+        data = b"".join(iter(lambda: f.read(_READ_BYTES), b""))
     pos = 0
     while pos < len(data):
         (length,) = struct.unpack_from("<Q", data, pos)
         start = pos + 12  # length (8) + its masked crc32c (4)
+        if start + length + 4 > len(data):
+            raise ValueError(f"{path}: record at byte {pos} is cut off")
         yield data[start:start + length]
         pos = start + length + 4  # data + its masked crc32c
 

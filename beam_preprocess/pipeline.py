@@ -21,7 +21,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.pvalue import AsList, AsSingleton
 
 from beam_preprocess import kaggle_schema as ks
-from beam_preprocess.csv_source import InputFile, ReadCsvChunks, fingerprint, list_inputs
+from beam_preprocess.csv_source import (InputFile, ReadCsvChunks, fingerprint, has_data_lines,
+                                        list_inputs)
 from beam_preprocess.manifest import (SumSummaries, build_manifest, check_row_accounting,
                                       manifest_path, write_json)
 from beam_preprocess.options import PreprocessConfig
@@ -55,8 +56,9 @@ def resolve_inputs(config: PreprocessConfig, fixed_stats: Optional[dict]) -> Job
     train = list_inputs(config.train, "train", ks.TRAIN_COLUMNS) if config.train else []
     test = (list_inputs(config.test, "test", ks.TEST_COLUMNS, first_index=len(train))
             if config.test else [])
-    if train and all(not f.compressed and f.data_start >= f.size for f in train):
-        raise ValueError(f"--train {config.train}: header only, no data rows")
+    for kind, files, pattern in (("train", train, config.train), ("test", test, config.test)):
+        if files and not any(has_data_lines(f) for f in files):
+            raise ValueError(f"--{kind} {pattern}: header only, no data rows")
     return JobInputs(tuple(train), tuple(test), fixed_stats)
 
 

@@ -1,7 +1,7 @@
 """Benchmark the stand-in generator: wall time, peak memory, rows/s and bytes per split.
 
 Runs `python -m beam_preprocess.synth` once per split in a child process and samples
-the RSS of the child's process tree (psutil) every 50 ms.  Target (issue 2):
+the RSS of the child's process tree (bench/measure.py).  Target (issue 2):
 full-scale train.csv (~1.2 GB) in at most 3 minutes with peak memory under 2 GB.
 
     python bench/bench_synth.py --out bench-out                  # scale 1.0, train
@@ -12,47 +12,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-import psutil
+from measure import measure
 
 TARGET_SECONDS = 180.0
 TARGET_PEAK_BYTES = 2 * 1024 ** 3
-
-
-def tree_rss(process: psutil.Process) -> int:
-    """Resident memory of a process and its children, in bytes (0 once it is gone)."""
-    try:
-        members = [process] + process.children(recursive=True)
-        return sum(member.memory_info().rss for member in members)
-    except psutil.Error:
-        return 0
 
 
 def run_split(out: str, split: str, scale: float, seed: int, compress: bool) -> dict:
     """Generate one split; return its measurements."""
     command = [sys.executable, "-m", "beam_preprocess.synth", "--out", out, "--scale", str(scale),
                "--seed", str(seed), "--splits", split] + (["--gzip"] if compress else [])
-    started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    watched = psutil.Process(child.pid)
-    peak = 0
-    while child.poll() is None:
-        peak = max(peak, tree_rss(watched))
-        time.sleep(0.05)
-    seconds = time.perf_counter() - started
-    output = child.stdout.read()
-    if child.returncode != 0:
-        raise SystemExit(f"generator failed on split {split} (exit {child.returncode})")
-    files = json.loads(output)
+    run = measure(command)
+    if run.returncode != 0:
+        raise SystemExit(f"generator failed on split {split} (exit {run.returncode}):\n{run.stderr}")
+    files = json.loads(run.stdout)
+    seconds = run.seconds
     rows = max(entry["rows"] for entry in files.values())
     return {
         "split": split, "scale": scale, "seconds": round(seconds, 2), "rows": rows,
         "rows_per_s": round(rows / seconds), "bytes": sum(entry["bytes"] for entry in files.values()),
         "mb_per_s": round(sum(entry["bytes"] for entry in files.values()) / seconds / 1e6, 1),
-        "peak_rss_mb": round(peak / 1024 ** 2, 1), "files": files,
+        "peak_rss_mb": run.peak_rss_mb, "files": files,
     }
 
 

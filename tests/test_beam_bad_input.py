@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
+from beam_preprocess import kaggle_schema as ks
 from beam_preprocess.__main__ import main, run
 from beam_preprocess.csv_source import CsvHeaderError
 from beam_preprocess.output_reader import read_manifest, read_split
@@ -37,6 +41,19 @@ BREAKS = {
 }
 
 
+# train-c.csv: uncompressed, CRLF line ends, read in two byte ranges (--range-mib 1).
+CRLF_BAD_INDEX = 5000  # in the second byte range (checked below)
+
+
+class BadRun(NamedTuple):
+    root: Path
+    out: str
+    data_lines: int       # data lines of all three input files
+    duplicate_of: str     # the line repeated as line 701 of train-a.csv
+    crlf_lines: int       # lines of train-c.csv, header included
+    bad_rows: int         # rows that must be quarantined
+
+
 @pytest.fixture(scope="module")
 def bad_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
@@ -50,9 +67,15 @@ def bad_run(tmp_path_factory):
     gz_lines[3] = _replace_field(gz_lines[3], 25, "1.2.3")
     with gzip.open(root / "train-b.csv.gz", "wt", newline="") as f:
         f.write("\r\n".join(gz_lines) + "\r\n")  # CRLF line ends, compressed
+    crlf_lines = csv_lines(text_sorted(train_frame(crews=(4,), seconds=4, seed=9)))
+    crlf_lines[CRLF_BAD_INDEX] = _replace_field(crlf_lines[CRLF_BAD_INDEX], 4, "x1")
+    crlf_lines[-1] = crlf_lines[-1][:30]  # the file ends cut off mid-line, no line end
+    assert len("\r\n".join(crlf_lines[:CRLF_BAD_INDEX]).encode()) > 1 << 20
+    (root / "train-c.csv").write_bytes("\r\n".join(crlf_lines).encode())
     out = str(root / "out")
     run(["--train", str(root / "train-*"), "--output", out, "--max-bad-fraction", "0.5", *SMALL])
-    return root, out, len(lines) - 1 + len(gz_lines) - 1, duplicate_of
+    data_lines = len(lines) + len(gz_lines) + len(crlf_lines) - 3
+    return BadRun(root, out, data_lines, duplicate_of, len(crlf_lines), len(BREAKS) + 4)
 
 
 def _quarantine(out):
@@ -61,42 +84,45 @@ def _quarantine(out):
 
 
 def test_every_bad_row_is_quarantined_with_line_and_reason(bad_run):
-    root, out, _, duplicate_of = bad_run
-    rows = _quarantine(out)
+    rows = _quarantine(bad_run.out)
     found = {(r["file"].rsplit("/", 1)[-1], int(r["line"])): r for r in rows}
     for index, (_, reason) in BREAKS.items():
         row = found[("train-a.csv", index + 1)]
         assert reason in row["reason"], (index, row)
     assert "non-numeric value '1.2.3' in column r" in found[("train-b.csv.gz", 4)]["reason"]
+    crlf_bad = found[("train-c.csv", CRLF_BAD_INDEX + 1)]
+    assert "non-numeric value 'x1' in column eeg_fp1" in crlf_bad["reason"]
+    assert "\r" not in crlf_bad["raw"] and crlf_bad["raw"].split(",")[4] == "x1"
+    assert "fields, expected 28" in found[("train-c.csv", bad_run.crlf_lines)]["reason"]
     duplicate = found[("train-a.csv", 701)]
+    duplicate_of = bad_run.duplicate_of
     assert "repeats line 101" in duplicate["reason"]
     assert duplicate["raw"].split(",")[:4] == duplicate_of.split(",")[:4][:2] + [
         repr(float(duplicate_of.split(",")[2])), duplicate_of.split(",")[3]]
-    assert len(rows) == len(BREAKS) + 2
+    assert len(rows) == bad_run.bad_rows
 
 
 def test_accounting_counts_quarantine(bad_run):
-    _, out, data_lines, _ = bad_run
-    rows = read_manifest(out)["rows"]
-    assert rows == {"in": data_lines, "written": data_lines - len(BREAKS) - 2,
-                    "quarantined": len(BREAKS) + 2}
+    rows = read_manifest(bad_run.out)["rows"]
+    assert rows == {"in": bad_run.data_lines, "written": bad_run.data_lines - bad_run.bad_rows,
+                    "quarantined": bad_run.bad_rows}
 
 
-def test_gzip_crlf_file_is_read(bad_run):
-    _, out, _, _ = bad_run
-    crews = {s.crew for split in ("train", "valid") for s in read_split(out, split)}
-    assert crews == {1, 2, 3}
+def test_gzip_and_crlf_files_are_read_whole(bad_run):
+    segments = [s for split in ("train", "valid") for s in read_split(bad_run.out, split)]
+    assert {s.crew for s in segments} == {1, 2, 3, 4}
+    crlf_rows = sum(s.num_rows - s.context_rows for s in segments if s.crew == 4)
+    assert crlf_rows == bad_run.crlf_lines - 1 - 2  # header; the bad and the cut-off line
 
 
 def test_too_many_bad_rows_fail_the_job(bad_run, tmp_path):
-    root, _, _, _ = bad_run
     with pytest.raises(Exception, match="max-bad-fraction"):
-        run(["--train", str(root / "train-a.csv"), "--output", str(tmp_path / "o"),
+        run(["--train", str(bad_run.root / "train-a.csv"), "--output", str(tmp_path / "o"),
              "--max-bad-fraction", "0.0005", *SMALL])
 
 
 def test_test_only_run_reuses_statistics(bad_run, tmp_path):
-    _, out, _, _ = bad_run
+    out = bad_run.out
     frame = loft_frame(crews=(2,), seconds=4)
     write_lines(tmp_path / "test.csv", csv_lines(frame))
     test_out = str(tmp_path / "test-out")
@@ -109,11 +135,16 @@ def test_test_only_run_reuses_statistics(bad_run, tmp_path):
     np.testing.assert_array_equal(np.sort(ids), np.arange(len(frame)))
 
 
+TRAIN_HEADER = ",".join(ks.TRAIN_COLUMNS)
+TEST_HEADER = ",".join(ks.TEST_COLUMNS)
+
+
 @pytest.mark.parametrize("content, message", [
     ("", "empty file"),
     ("crew,experiment,seat,time\n", "'time' is at position 4, expected at position 3"),
     ("crew,experiment,time,seat,eeg_fp1\n1,CA,0,0,1\n", "missing column 'eeg_f7'"),
     (",".join(["crew", "experiment", "time", "seat"]) + "\n", "missing column 'eeg_fp1'"),
+    (TRAIN_HEADER + ",extra\n", "unexpected column 'extra'"),
 ])
 def test_bad_header_fails_at_once_naming_file_and_column(tmp_path, content, message):
     path = tmp_path / "train.csv"
@@ -123,8 +154,29 @@ def test_bad_header_fails_at_once_naming_file_and_column(tmp_path, content, mess
     assert str(path) in str(err.value)
 
 
-def test_header_only_train_file_fails_clearly(tmp_path, capsys):
-    path = tmp_path / "train.csv"
-    path.write_text(csv_lines(train_frame(crews=(1,), seconds=1))[0] + "\n")
+@pytest.mark.parametrize("name, opener", [("train.csv", open), ("train.csv.gz", gzip.open)])
+def test_header_only_train_file_fails_clearly(tmp_path, capsys, name, opener):
+    path = tmp_path / name
+    with opener(path, "wt") as f:
+        f.write(TRAIN_HEADER + "\n")
     assert main(["--train", str(path), "--output", str(tmp_path / "o")]) == 1
-    assert "header only, no data rows" in capsys.readouterr().err
+    assert f"--train {path}: header only, no data rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty file"),
+    (TRAIN_HEADER + "\n", "missing column 'id'"),
+    (TEST_HEADER + "\n", "header only, no data rows"),
+])
+def test_bad_test_file_fails_at_once(tmp_path, content, message):
+    stats = {"method": "standard", "by": "global",
+             "center": {"global": [0.0] * len(ks.CHANNELS)},
+             "scale": {"global": [1.0] * len(ks.CHANNELS)}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"stats": stats}))
+    path = tmp_path / "test.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        run(["--test", str(path), "--stats", str(tmp_path / "manifest.json"),
+             "--output", str(tmp_path / "o")])
+    assert str(path) in str(err.value)
+    assert not (tmp_path / "o").exists()

@@ -84,3 +84,25 @@ def test_shard_prefix_rejects_unknown_split():
     assert spec.shard_prefix("valid") == "valid/part"
     with pytest.raises(ValueError, match="unknown split"):
         spec.shard_prefix("holdout")
+
+
+def test_encoding_is_byte_identical_across_processes():
+    """Map keys are serialized in a fixed order: workers of a job write the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import hashlib, numpy as np\n"
+              "from trainer import record_spec as s\n"
+              "n = 5\n"
+              "seg = s.Segment(crew=1, seat=0, experiment='CA', block=0, context_rows=0,\n"
+              "    signals=np.ones((n, s.NUM_CHANNELS), np.float32), time=np.arange(n, dtype=np.float64),\n"
+              "    labels=np.zeros(n, np.uint8))\n"
+              "print(hashlib.sha256(s.encode_segment(seg)).hexdigest())\n")
+    digests = set()
+    for hash_seed in ("1", "2", "3"):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONHASHSEED": hash_seed},
+                             check=True)
+        digests.add(out.stdout.strip().splitlines()[-1])
+    assert len(digests) == 1 and len(digests.pop()) == 64

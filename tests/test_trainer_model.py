@@ -104,3 +104,5 @@ def test_parse_prior():
         parse_prior("A=0.5,B=0.2,C=0.3", manifest)
     with pytest.raises(ValueError, match="'E=1' is not CLASS=SHARE"):
         parse_prior("A=0.5,E=1", manifest)
+    with pytest.raises(ValueError, match="test-only output"):
+        parse_prior("train", {"splits": {"test": {}}})

@@ -23,9 +23,10 @@ def parse_prior(text: Optional[str], manifest: dict) -> Optional[np.ndarray]:
     if text == "uniform":
         return np.full(NUM_CLASSES, 1.0 / NUM_CLASSES)
     if text == "train":
-        rows = manifest["splits"]["train"].get("rows_per_class")
+        rows = manifest["splits"].get("train", {}).get("rows_per_class")
         if not rows:
-            raise ValueError("--prior train: the manifest has no splits.train.rows_per_class")
+            raise ValueError("--prior train: the manifest has no splits.train.rows_per_class "
+                             "(a test-only output?): give the shares, e.g. A=0.58,B=0.03,C=0.34,D=0.05")
         shares = np.array([float(rows.get(c, 0)) for c in CLASSES])
     else:
         shares = _explicit_shares(text)

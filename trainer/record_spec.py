@@ -146,7 +146,7 @@ def encode_segment(segment: Segment) -> bytes:
         WINDOW_ENDS: ints(*window_ends),
     }
     example = example_pb2.Example(features=feature_pb2.Features(feature=features))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # map keys sorted: same bytes in every process
 
 
 def decode_segment(serialized: bytes) -> Segment:
