@@ -26,6 +26,7 @@ from trainer.config import TrainConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
 SEGMENTS_PER_PARSE = 8  # records parsed together by one tf.io.parse_example call
+WINDOWS_PER_GROUP = 8   # windows cut from one segment at a time when mixing segments
 _SHARD_NAME = re.compile(r"part-(\d+)-of-(\d+)" + re.escape(spec.SHARD_SUFFIX) + "$")
 
 
@@ -218,16 +219,30 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
         (spec.SIGNALS, spec.LABELS, spec.CONTEXT_ROWS))
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=False).batch(2)
 
-    def windows_of(segment: dict, pair_seed: tf.Tensor):
+    def ends_of(segment: dict, pair_seed: tf.Tensor) -> dict:
         ends = sample_window_ends(segment[spec.LABELS],
                                   first_window_end(segment[spec.CONTEXT_ROWS], window),
                                   keep_by_class, pair_seed)
-        labels = tf.gather(segment[spec.LABELS], ends)
-        return (gather_windows(segment[spec.SIGNALS], ends, window), labels,
-                tf.gather(weight_by_class, labels))
+        return {spec.SIGNALS: segment[spec.SIGNALS], spec.LABELS: segment[spec.LABELS],
+                "ends": tf.random.experimental.stateless_shuffle(ends, seed=pair_seed)}
 
+    def groups_of(segment: dict) -> tf.data.Dataset:
+        """The segment's windows, cut lazily in small groups."""
+        def cut(ends: tf.Tensor):
+            labels = tf.gather(segment[spec.LABELS], ends)
+            return (gather_windows(segment[spec.SIGNALS], ends, window), labels,
+                    tf.gather(weight_by_class, labels))
+        return tf.data.Dataset.from_tensor_slices(segment["ends"]).batch(WINDOWS_PER_GROUP).map(cut)
+
+    # Consecutive windows of one segment are nearly the same sample; a batch drawn
+    # from a few segments (one class, one stretch of one session) teaches the model
+    # that stretch.  So windows are interleaved over `mixed_segments` segments (in
+    # shuffled order) before the window shuffle.
     return (tf.data.Dataset.zip(segments, seeds)
-            .map(windows_of, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .map(ends_of, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .shuffle(config.mixed_segments, seed=seed)
+            .interleave(groups_of, cycle_length=config.mixed_segments, block_length=1,
+                        num_parallel_calls=AUTOTUNE, deterministic=True)
             .unbatch()
             .shuffle(config.shuffle_windows, seed=seed)
             .batch(batch_size, drop_remainder=True)
