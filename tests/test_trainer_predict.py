@@ -62,6 +62,24 @@ def test_score_refuses_missing_ids(submission, trainer_data_dir, tmp_path):
         score(short, os.path.join(trainer_data_dir, "test_labels.csv"))
 
 
+def test_predict_refuses_data_without_a_test_split(trainer_trained_job, trainer_data_dir,
+                                                   tmp_path):
+    import json
+    import shutil
+
+    train_only = str(tmp_path / "train_only")
+    shutil.copytree(trainer_data_dir, train_only)
+    manifest_path = os.path.join(train_only, "manifest.json")
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    del manifest["splits"]["test"]
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(data.DataError, match="no shards for split 'test'"):
+        main(["predict", "--run", trainer_trained_job, "--data", train_only,
+              "--out", str(tmp_path / "s.csv")])
+
+
 def test_rows_take_the_latest_window_ending_at_or_before_them():
     window_values = np.array([[0.0], [1.0], [2.0]])
     ends = np.array([63, 79, 95])

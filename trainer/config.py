@@ -32,7 +32,7 @@ class TrainConfig:
     steps_per_epoch: int = 200
     # Data.
     balancing: str = "sampling"   # sampling | weights | none
-    sampling_density: float = 0.1  # share of the rarest class's windows drawn per pass
+    sampling_density: float = 0.5  # share of the rarest class's windows drawn per pass
     shuffle_windows: int = 4096   # shuffle buffer of windows
     mixed_segments: int = 64      # segments whose windows are interleaved (see data.py)
     cycle_length: int = 4         # shards read in parallel

@@ -103,9 +103,9 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     manifest = data.read_manifest(data_dir)
     data.resolve_window(config, manifest)  # the data must offer the model's window
     target = parse_prior(prior, manifest)
+    shards = data.shard_paths(data_dir, manifest, "test")  # DataError if there is no test split
     ledger = IdLedger(manifest["splits"]["test"]["ids"])
     model = load_run_model(paths)
-    shards = data.shard_paths(data_dir, manifest, "test")
     with tf.io.gfile.GFile(out, "wb") as f:
         f.write(("id," + ",".join(spec.CLASSES) + "\n").encode())
         for segment, row_logits in segment_row_logits(
