@@ -69,8 +69,7 @@ class _TrialDirs:
 
     def run_trial(self, trial, *args, **kwargs):
         kwargs["trial_dir"] = self.get_trial_dir(trial.trial_id)
-        kwargs["tensorboard_dir"] = posixpath.join(
-            posixpath.dirname(self.project_dir), "tensorboard", trial.trial_id)
+        kwargs["tensorboard_dir"] = trial_tensorboard_dir(self.directory, trial.trial_id)
         return super().run_trial(trial, *args, **kwargs)
 
 
@@ -90,6 +89,10 @@ def is_worker() -> bool:
     """A worker of a distributed search (not the chief, not a single process)."""
     return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get(
         "KERASTUNER_TUNER_ID", "")
+
+
+def trial_tensorboard_dir(tuner_dir: str, trial_id: str) -> str:
+    return posixpath.join(tuner_dir, "tensorboard", trial_id)
 
 
 def settings_path(tuner_dir: str) -> str:
