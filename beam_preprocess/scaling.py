@@ -24,7 +24,6 @@ import numpy as np
 from beam_preprocess import splits
 from beam_preprocess.rows import RowBatch, iter_groups
 from beam_preprocess.seeded_hash import hash_columns
-from trainer import record_spec
 
 ROBUST_SAMPLE_PER_UNIT = 128
 ROBUST_SAMPLE_ROWS = 1 << 16

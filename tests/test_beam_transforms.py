@@ -11,7 +11,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_preprocess import kaggle_schema as ks
-from beam_preprocess.csv_source import (InputFile, LineChunk, ReadCsvChunks, iter_line_blocks,
+from beam_preprocess.csv_source import (LineChunk, ReadCsvChunks, iter_line_blocks,
                                         list_inputs)
 from beam_preprocess.options import PreprocessConfig
 from beam_preprocess.parse import BAD_ROWS, ROWS_IN, ParseChunks, parse_chunk

@@ -1,6 +1,5 @@
 """Training runs: a tiny run end to end, two replicas, and resume after a real kill."""
 import glob
-import json
 import math
 import os
 import signal
