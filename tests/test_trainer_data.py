@@ -45,16 +45,16 @@ def test_batches_mix_windows_of_many_segments(index_data_dir):
     """With no window shuffle at all, a batch still spans many segments."""
     manifest = data.read_manifest(index_data_dir)
 
-    def segments_per_batch(mixed_segments: int) -> float:
-        config = _config(manifest, shuffle_windows=1, mixed_segments=mixed_segments,
+    def segments_per_batch(shuffle_groups: int) -> float:
+        config = _config(manifest, shuffle_windows=1, shuffle_groups=shuffle_groups,
                          balancing="none", sampling_density=1.0)
         x, _, _ = _take(data.train_dataset(index_data_dir, manifest, config, 32), 8)
         last_rows = x[:, -1, 0].reshape(8, 32)  # row index in its session
         return np.mean([len(np.unique(batch // 300)) for batch in last_rows])
 
     assert segments_per_batch(1) <= 1.5      # one segment after the other
-    # Groups of WINDOWS_PER_GROUP windows from different segments (of 3 sessions x 5).
-    assert segments_per_batch(16) >= 2.0
+    # 4 groups of WINDOWS_PER_GROUP per batch, from the 3 sessions x 5 segments.
+    assert segments_per_batch(256) >= 2.0
 
 
 def test_validation_windows_are_the_records_window_ends(index_data_dir):

@@ -104,9 +104,11 @@ def test_global_batch_must_split_over_replicas(trainer_data_dir, tmp_path):
 
 
 def _latest_checkpoint_step(job_dir: str) -> int:
-    steps = [int(p.rsplit("-", 1)[1].split(".")[0])
-             for p in glob.glob(os.path.join(job_dir, "runs", "*", "checkpoints", "ckpt-*.index"))]
-    return max(steps, default=0)
+    """The step a resume would restore: the checkpoint the `checkpoint` state file names
+    (a kill can land between writing a checkpoint's files and updating that file)."""
+    latest = [tf.train.latest_checkpoint(d)
+              for d in glob.glob(os.path.join(job_dir, "runs", "*", "checkpoints"))]
+    return max((int(p.rsplit("-", 1)[1]) for p in latest if p), default=0)
 
 
 def test_resume_after_kill_ends_with_the_same_steps(trainer_data_dir, tmp_path):

@@ -34,7 +34,7 @@ class TrainConfig:
     balancing: str = "sampling"   # sampling | weights | none
     sampling_density: float = 0.5  # share of the rarest class's windows drawn per pass
     shuffle_windows: int = 4096   # shuffle buffer of windows
-    mixed_segments: int = 64      # segments whose windows are interleaved (see data.py)
+    shuffle_groups: int = 2048    # shuffle buffer of groups of 8 window ends (see data.py)
     cycle_length: int = 4         # shards read in parallel
     valid_batch_size: int = 512
     # Run.
@@ -54,7 +54,7 @@ class TrainConfig:
         if not 0.0 < self.sampling_density <= 1.0:
             raise ValueError(f"sampling_density {self.sampling_density} outside (0, 1]")
         for name in ("pool", "global_batch_size", "epochs", "steps_per_epoch",
-                     "checkpoint_every_steps", "summary_every_steps", "cycle_length", "mixed_segments",
+                     "checkpoint_every_steps", "summary_every_steps", "cycle_length", "shuffle_groups",
                      "shuffle_windows", "valid_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -26,7 +26,7 @@ from trainer.config import TrainConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
 SEGMENTS_PER_PARSE = 8  # records parsed together by one tf.io.parse_example call
-WINDOWS_PER_GROUP = 8   # windows cut from one segment at a time when mixing segments
+WINDOWS_PER_GROUP = 8   # window ends shuffled together (see train_dataset)
 _SHARD_NAME = re.compile(r"part-(\d+)-of-(\d+)" + re.escape(spec.SHARD_SUFFIX) + "$")
 
 
@@ -227,22 +227,25 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
                 "ends": tf.random.experimental.stateless_shuffle(ends, seed=pair_seed)}
 
     def groups_of(segment: dict) -> tf.data.Dataset:
-        """The segment's windows, cut lazily in small groups."""
-        def cut(ends: tf.Tensor):
-            labels = tf.gather(segment[spec.LABELS], ends)
-            return (gather_windows(segment[spec.SIGNALS], ends, window), labels,
-                    tf.gather(weight_by_class, labels))
-        return tf.data.Dataset.from_tensor_slices(segment["ends"]).batch(WINDOWS_PER_GROUP).map(cut)
+        """The segment's window ends in small groups, each with the segment's rows."""
+        return (tf.data.Dataset.from_tensor_slices(segment["ends"]).batch(WINDOWS_PER_GROUP)
+                .map(lambda ends: (segment[spec.SIGNALS], segment[spec.LABELS], ends)))
 
-    # Consecutive windows of one segment are nearly the same sample; a batch drawn
-    # from a few segments (one class, one stretch of one session) teaches the model
-    # that stretch.  So windows are interleaved over `mixed_segments` segments (in
-    # shuffled order) before the window shuffle.
+    def cut(signals: tf.Tensor, labels: tf.Tensor, ends: tf.Tensor):
+        window_labels = tf.gather(labels, ends)
+        return (gather_windows(signals, ends, window), window_labels,
+                tf.gather(weight_by_class, window_labels))
+
+    # Consecutive windows of one segment are nearly the same sample, and a batch
+    # drawn from a few segments (one class, one stretch of one session) teaches the
+    # model that stretch.  So groups of window *ends* are shuffled across many
+    # segments first (cheap: a group shares its segment's rows, nothing is copied
+    # until the windows are cut), then the windows themselves.
     return (tf.data.Dataset.zip(segments, seeds)
             .map(ends_of, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .shuffle(config.mixed_segments, seed=seed)
-            .interleave(groups_of, cycle_length=config.mixed_segments, block_length=1,
-                        num_parallel_calls=AUTOTUNE, deterministic=True)
+            .flat_map(groups_of)
+            .shuffle(config.shuffle_groups, seed=seed)
+            .map(cut, num_parallel_calls=AUTOTUNE, deterministic=True)
             .unbatch()
             .shuffle(config.shuffle_windows, seed=seed)
             .batch(batch_size, drop_remainder=True)
