@@ -16,6 +16,7 @@ import tomllib
 
 import pytest
 
+from host_tools import missing_tool
 from infra.config import config_from_dict
 from infra.plans import DESCRIPTIONS, plan_commands
 from infra.resources import REPO_ROOT
@@ -47,9 +48,9 @@ def offline_env(tmp_path) -> dict[str, str]:
 @pytest.mark.slow
 def test_gcloud_accepts_every_generated_command(tmp_path):
     if shutil.which("gcloud") is None:
-        pytest.skip("the gcloud CLI is not installed")
+        missing_tool("the gcloud CLI is not installed")
     if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
-        pytest.skip("cannot cut the network with `unshare -n` (needs root)")
+        missing_tool("cannot cut the network with `unshare -n` (needs root)")
     commands = gcloud_commands()
     assert {tuple(argv[1:3]) for argv in commands} >= {
         ("services", "enable"), ("storage", "buckets"), ("artifacts", "repositories"),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from host_tools import missing_tool
 from infra.config import config_from_dict
 from infra.resources import REPO_ROOT
 from infra.vms import STARTUP_SCRIPT, train_vm_commands, tune_vm_commands
@@ -198,7 +199,7 @@ def test_stopping_the_script_still_deletes_the_vm(train_vm):
 
 def test_startup_script_passes_shellcheck():
     if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed (CI installs Debian's shellcheck)")
+        missing_tool("shellcheck is not installed (Debian package shellcheck)")
     result = subprocess.run(["shellcheck", "--shell=bash", str(STARTUP_SCRIPT)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
