@@ -9,6 +9,7 @@ the sequence (256 Hz -> 64 Hz at pool 4), which is most of the cost of an LSTM.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from trainer import record_spec as spec
 from trainer.config import TrainConfig
@@ -59,3 +60,10 @@ def cudnn_blockers(model: keras.Model) -> list[str]:
         if layer.use_cudnn not in ("auto", True):
             reasons.append(f"{layer.name}: use_cudnn={layer.use_cudnn!r}")
     return reasons
+
+
+def logits_function(model: keras.Model, window: int):
+    """`model` in inference mode as one traced function for any number of windows."""
+    return tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec([None, window, spec.NUM_CHANNELS], tf.float32)])

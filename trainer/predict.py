@@ -25,6 +25,7 @@ from trainer import data, run_dir
 from trainer import record_spec as spec
 from trainer.config import TrainConfig
 from trainer.metrics import softmax
+from trainer.model import logits_function
 from trainer.prior import correct_prior, parse_prior
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,7 @@ def segment_row_logits(model: keras.Model, paths: list[str], window: int, stride
                        keys: tuple[str, ...], cycle_length: int = 4
                        ) -> Iterator[tuple[dict, np.ndarray]]:
     """(segment's `keys` as numpy, logits of its own rows) for every segment."""
-    logits_fn = tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, window, spec.NUM_CHANNELS], tf.float32)])
+    logits_fn = logits_function(model, window)
     for segment in data.strided_segments(paths, window, stride, cycle_length, keys):
         window_logits = logits_fn(segment["windows"]).numpy()
         values = {k: segment[k].numpy() for k in keys}

@@ -29,7 +29,7 @@ from trainer import data, plots, run_dir
 from trainer.config import TrainConfig
 from trainer.distribution import make_strategy, per_replica_batch_size, replica_devices
 from trainer.metrics import classification_metrics, softmax
-from trainer.model import build_model
+from trainer.model import build_model, logits_function
 from trainer.record_spec import CLASSES
 from trainer.summaries import TensorBoardLog
 
@@ -58,9 +58,8 @@ class EpochResult:
         return logs
 
 
-def validation_logits(model: keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+def validation_logits(logits_fn, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of every window of a (windows, labels) dataset."""
-    logits_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     logits, labels = [], []
     for x, y in dataset:
         logits.append(logits_fn(x).numpy())
@@ -121,6 +120,7 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     valid = data.valid_dataset(data_dir, manifest, config)
     train_step = make_train_step(model, optimizer, strategy, config.global_batch_size)
+    logits_fn = logits_function(model, config.window)  # traced once, not once per epoch
     steps_per_epoch = config.steps_per_epoch
 
     model.stop_training = False
@@ -135,7 +135,7 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
         if on_step:
             on_step(step, loss)
         if step % steps_per_epoch == 0:
-            logits, labels = validation_logits(model, valid)
+            logits, labels = validation_logits(logits_fn, valid)
             result = EpochResult(epoch=epoch, step=step, train_loss=float(np.mean(epoch_losses)),
                                  metrics=classification_metrics(softmax(logits), labels),
                                  logits=logits)

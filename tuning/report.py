@@ -60,18 +60,17 @@ def load_trials(tuner_dir: str) -> list[TrialSummary]:
         trial = kt.engine.trial.Trial.load(path)
         record_path = posixpath.join(posixpath.dirname(path), TRIAL_RECORD)
         record = run_dir.read_json(record_path) if tf.io.gfile.exists(record_path) else {}
-        metrics = {name: trial.metrics.get_best_value(name)
-                   for name in trial.metrics.metrics
-                   if trial.metrics.get_best_value(name) is not None}
-        # The best epoch's logs, not each metric's own best.
+        # The best epoch's logs (not each metric's own best), else what keras-tuner kept.
         epochs = record.get("epochs", [])
         best = [e for e in epochs if e["epoch"] == trial.best_step]
+        kept = {name: trial.metrics.get_best_value(name) for name in trial.metrics.metrics}
         trials.append(TrialSummary(
             trial_id=trial.trial_id, status=trial.status,
             hyperparameters={k: v for k, v in trial.hyperparameters.values.items()
                              if not k.startswith("tuner/")},
             score=trial.score, best_epoch=trial.best_step if trial.score is not None else None,
-            metrics=best[0] if best else metrics, epochs=epochs,
+            metrics=best[0] if best else {k: v for k, v in kept.items() if v is not None},
+            epochs=epochs,
             seconds=record.get("seconds"), config=record.get("config")))
     if not trials:
         raise FileNotFoundError(f"no trials under {posixpath.join(tuner_dir, PROJECT)}")
