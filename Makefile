@@ -18,7 +18,7 @@ DEMO_SEED  ?= 0
 $(STAMP): setup.py requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade "pip==26.3"
-	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[beam,tuning,test]"
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[beam,tuning,test,bench]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -36,31 +36,37 @@ test-docker: venv
 
 # The demo: every stage on generated data, small enough for ~10 minutes on 2 cores.
 # Training data at DEMO_SCALE, test data at DEMO_TEST_SCALE (the test CSV is 3.7x larger).
-DEMO_TRAIN_ARGS ?= --epochs 6 --steps-per-epoch 150
-DEMO_TUNE_ARGS  ?= --algorithm random --max-trials 3 --max-layers 2 --units 16,32,64 \
-                   --batch-sizes 64,128,256 --epochs 3 --steps-per-epoch 80
-DEMO_PRIOR      ?= train
+# The trainer's defaults: validation every 25 steps, early stopping, the best epoch exported.
+DEMO_TRAIN_ARGS ?=
+DEMO_TUNE_ARGS  ?= --algorithm random --max-trials 4 --max-layers 2 --units 32,64 \
+                   --batch-sizes 128,256 --augment 0,1 --epochs 10 --patience 3
+DEMO_PRIOR      ?= em
 
 demo: venv
-	@echo "== 1/7 generate Kaggle-format CSVs"
+	@echo "== 1/8 generate Kaggle-format CSVs"
 	$(PY) -m beam_preprocess.synth --out $(DEMO_DIR)/raw --scale $(DEMO_SCALE) --seed $(DEMO_SEED) --splits train
 	$(PY) -m beam_preprocess.synth --out $(DEMO_DIR)/raw --scale $(DEMO_TEST_SCALE) --seed $(DEMO_SEED) --splits test
-	@echo "== 2/7 preprocess (Beam, local runner)"
+	@echo "== 2/8 preprocess (Beam, local runner)"
 	$(PY) -m beam_preprocess --train $(DEMO_DIR)/raw/train.csv --test $(DEMO_DIR)/raw/test.csv \
 	    --output $(DEMO_DIR)/data --scale-by pilot --seed $(DEMO_SEED) --overwrite
-	@echo "== 3/7 train"
+	@echo "== 3/8 train"
 	$(PY) -m trainer train --data $(DEMO_DIR)/data --job-dir $(DEMO_DIR)/job --seed $(DEMO_SEED) $(DEMO_TRAIN_ARGS)
-	@echo "== 4/7 tune"
+	@echo "== 4/8 tune"
 	$(PY) -m tuning search --data $(DEMO_DIR)/data --tuner-dir $(DEMO_DIR)/tuning --overwrite \
 	    --seed $(DEMO_SEED) $(DEMO_TUNE_ARGS)
-	@echo "== 5/7 review the trials"
+	@echo "== 5/8 review the trials"
 	$(PY) -m tuning report --tuner-dir $(DEMO_DIR)/tuning
-	@echo "== 6/7 predict the test set"
+	@echo "== 6/8 predict the test set"
 	$(PY) -m trainer predict --run $(DEMO_DIR)/job --data $(DEMO_DIR)/data \
 	    --out $(DEMO_DIR)/submission.csv --prior $(DEMO_PRIOR)
-	@echo "== 7/7 score the submission against test_labels.csv"
+	@echo "== 7/8 score the submission against test_labels.csv"
 	$(PY) -m trainer score --submission $(DEMO_DIR)/submission.csv --labels $(DEMO_DIR)/raw/test_labels.csv \
-	    | tee $(DEMO_DIR)/score.json
+	    > $(DEMO_DIR)/score.json
+	@echo "== 8/8 the yardsticks: a gradient-boosting peer and the constant training prior"
+	$(PY) bench/peer_gbm.py --data $(DEMO_DIR)/data --labels $(DEMO_DIR)/raw/test_labels.csv \
+	    --out $(DEMO_DIR)/gbm-submission.csv --json $(DEMO_DIR)/gbm.json > /dev/null
+	@echo
+	@$(PY) bench/demo_scores.py --lstm $(DEMO_DIR)/score.json --gbm $(DEMO_DIR)/gbm.json
 	@echo
 	@echo "demo artefacts:"
 	@echo "  raw CSVs           $(DEMO_DIR)/raw/{train,test,test_labels}.csv"
@@ -71,6 +77,7 @@ demo: venv
 	@echo "  tuning report      $(DEMO_DIR)/tuning/report/  (trials.md, *.png, best_config.json)"
 	@echo "  tuning HParams     .venv/bin/tensorboard --logdir $(DEMO_DIR)/tuning/report/hparams"
 	@echo "  submission         $(DEMO_DIR)/submission.csv  score: $(DEMO_DIR)/score.json"
+	@echo "  GBM peer           $(DEMO_DIR)/gbm-submission.csv  scores: $(DEMO_DIR)/gbm.json"
 
 bench: venv
 	$(PY) bench/bench_synth.py --out bench-out

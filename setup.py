@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "beam": ["apache-beam[gcp]==2.77.0"],
     "tuning": ["keras-tuner==1.4.8"],
+    "bench": ["lightgbm==4.7.0"],
     "test": [
         "pytest==9.2.0",
         "psutil==7.2.2",

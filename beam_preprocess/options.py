@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Optional, Sequence
+import math
+from typing import Callable, Optional, Sequence
 
 from trainer import record_spec
 
@@ -13,10 +14,45 @@ from trainer import record_spec
 # --direct_running_mode, so it is the default when no --runner is given.
 DEFAULT_RUNNER = "FnApiRunner"
 
+# Floors of the window-derived defaults (their fixed values before they followed it).
+MIN_DEFAULT_CARRY_SECONDS = 4.0
+MIN_DEFAULT_VALID_BLOCK_SECONDS = 8.0
+VALID_BLOCK_WINDOWS = 4  # window spans per default validation unit
+
+
+def window_span_seconds(window: int) -> float:
+    """Time from a window's first sample to its last: the context a window end needs."""
+    return (window - 1) / record_spec.SAMPLE_RATE_HZ
+
+
+def default_carry_seconds(window: int) -> float:
+    """The least carry that gives a block a full window of context, in whole seconds
+    (at least MIN_DEFAULT_CARRY_SECONDS)."""
+    return max(MIN_DEFAULT_CARRY_SECONDS, float(math.ceil(window_span_seconds(window))))
+
+
+def default_valid_block_seconds(window: int) -> float:
+    """VALID_BLOCK_WINDOWS window spans in whole seconds (at least
+    MIN_DEFAULT_VALID_BLOCK_SECONDS).
+
+    The first window - 1 rows after a split change end no window, so a validation
+    unit between training units keeps only (unit - span) / unit of its rows as
+    window ends: none for an 8-s window in an 8-s unit, at least 3/4 at four spans.
+    Much longer units would take whole sessions and make the validation share and
+    its classes coarse.
+    """
+    return max(MIN_DEFAULT_VALID_BLOCK_SECONDS,
+               float(math.ceil(VALID_BLOCK_WINDOWS * window_span_seconds(window))))
+
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig:
-    """All pipeline settings that are not Beam's own."""
+    """All pipeline settings that are not Beam's own.
+
+    carry_seconds and valid_block_seconds left at None follow the window
+    (default_carry_seconds, default_valid_block_seconds); they are filled in on
+    construction, so every config and the manifest hold the values used.
+    """
 
     output: str
     train: Optional[str] = None
@@ -24,11 +60,11 @@ class PreprocessConfig:
     stats: Optional[str] = None
     window: int = 256
     block_seconds: float = 64.0
-    carry_seconds: float = 4.0
+    carry_seconds: Optional[float] = None
     scaling: str = "standard"
     scale_by: str = "global"
     valid_fraction: float = 0.2
-    valid_block_seconds: float = 8.0
+    valid_block_seconds: Optional[float] = None
     holdout_crews: tuple[int, ...] = ()
     valid_windows_per_class: Optional[int] = None
     seed: int = 0
@@ -37,6 +73,13 @@ class PreprocessConfig:
     range_mib: int = 64
     chunk_mib: int = 8
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.carry_seconds is None:
+            object.__setattr__(self, "carry_seconds", default_carry_seconds(self.window))
+        if self.valid_block_seconds is None:
+            object.__setattr__(self, "valid_block_seconds",
+                               default_valid_block_seconds(self.window))
 
     def check(self) -> None:
         if not self.train and not self.test:
@@ -49,12 +92,17 @@ class PreprocessConfig:
                              "are computed from the training rows")
         if self.window < 2:
             raise ValueError(f"--window must be at least 2, got {self.window}")
-        min_carry = (self.window - 1) / record_spec.SAMPLE_RATE_HZ
+        min_carry = window_span_seconds(self.window)
         if self.carry_seconds < min_carry:
-            raise ValueError(f"--carry-seconds must be at least (window - 1) / "
-                             f"{record_spec.SAMPLE_RATE_HZ} = {min_carry:.3f}")
+            raise ValueError(
+                f"--carry-seconds {self.carry_seconds:g} is too short for --window "
+                f"{self.window}: it must be at least (window - 1) / "
+                f"{record_spec.SAMPLE_RATE_HZ} = {min_carry:.3f} s (leave it out to get "
+                f"{default_carry_seconds(self.window):g} s)")
         if self.block_seconds <= self.carry_seconds:
-            raise ValueError("--block-seconds must exceed --carry-seconds")
+            raise ValueError(f"--block-seconds {self.block_seconds:g} must exceed "
+                             f"--carry-seconds {self.carry_seconds:g} (by default the "
+                             f"window's span in whole seconds)")
         if not 0 <= self.valid_fraction < 1:
             raise ValueError("--valid-fraction must be in [0, 1)")
         if self.valid_block_seconds <= 0:
@@ -63,6 +111,11 @@ class PreprocessConfig:
 
 def _crews(text: str) -> tuple[int, ...]:
     return tuple(sorted(int(c) for c in text.split(",") if c.strip()))
+
+
+def _examples(default_of: Callable[[int], float]) -> str:
+    """A derived default at a few windows, for --help: '(window 256: 8, ...)'."""
+    return "(" + ", ".join(f"window {w}: {default_of(w):g}" for w in (256, 1024, 2048)) + ")"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,16 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", help="test.csv path or glob (local, gs://, .gz)")
     p.add_argument("--output", required=True, help="output directory (local or gs://)")
     p.add_argument("--stats", help="manifest.json whose statistics a test-only run uses")
-    p.add_argument("--window", type=int, default=d.window, help="window length in rows")
+    p.add_argument("--window", type=int, default=d.window,
+                   help=f"window length in rows ({record_spec.SAMPLE_RATE_HZ} = 1 s; default "
+                        f"{d.window}); --carry-seconds and --valid-block-seconds follow it")
     p.add_argument("--block-seconds", type=float, default=d.block_seconds,
-                   help="time block per work item; no worker holds more of a session")
-    p.add_argument("--carry-seconds", type=float, default=d.carry_seconds,
-                   help="tail of a block sent to the next one as context candidates")
+                   help="time block per work item; no worker holds more of a session "
+                        f"(default {d.block_seconds:g}; must exceed --carry-seconds)")
+    p.add_argument("--carry-seconds", type=float, default=None,
+                   help="tail of a block sent to the next one as context candidates, at "
+                        f"least (window - 1) / {record_spec.SAMPLE_RATE_HZ} s. Default: that "
+                        f"in whole seconds, at least {MIN_DEFAULT_CARRY_SECONDS:g} "
+                        f"{_examples(default_carry_seconds)}")
     p.add_argument("--scaling", choices=("standard", "robust"), default=d.scaling)
     p.add_argument("--scale-by", choices=("global", "pilot"), default=d.scale_by)
     p.add_argument("--valid-fraction", type=float, default=d.valid_fraction)
-    p.add_argument("--valid-block-seconds", type=float, default=d.valid_block_seconds,
-                   help="length of the time units that go whole to train or valid")
+    p.add_argument("--valid-block-seconds", type=float, default=None,
+                   help="length of the time units that go whole to train or valid. Default: "
+                        f"{VALID_BLOCK_WINDOWS} windows in whole seconds, at least "
+                        f"{MIN_DEFAULT_VALID_BLOCK_SECONDS:g} "
+                        f"{_examples(default_valid_block_seconds)}, as the first window - 1 "
+                        "rows of a unit end no window")
     p.add_argument("--holdout-crews", type=_crews, default=d.holdout_crews,
                    help="validate on these whole crews instead, e.g. 3,7")
     p.add_argument("--valid-windows-per-class", type=int, default=None,

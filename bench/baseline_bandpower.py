@@ -45,39 +45,44 @@ def features(windows: np.ndarray) -> np.ndarray:
     return np.concatenate([shares.reshape(len(windows), -1), other.mean(1), other.std(1), trend], 1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="beam_preprocess output directory")
-    parser.add_argument("--batches", type=int, default=40, help="training batches of 512 windows")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
-    manifest = data.read_manifest(args.data)
-    config = data.resolve_window(TrainConfig(seed=args.seed, global_batch_size=512), manifest)
+def run(data_dir: str, seed: int = 0, batches: int = 40) -> dict:
+    """Fits the baseline on `batches` training batches; its balanced validation scores."""
+    manifest = data.read_manifest(data_dir)
+    config = data.resolve_window(TrainConfig(seed=seed, global_batch_size=512), manifest)
     train_x, train_y = [], []
-    for x, y, _ in data.train_dataset(args.data, manifest, config, 512).take(args.batches):
+    for x, y, _ in data.train_dataset(data_dir, manifest, config, 512).take(batches):
         train_x.append(features(x.numpy()))
         train_y.append(y.numpy())
     valid_x, valid_y = [], []
-    for x, y in data.valid_dataset(args.data, manifest, config):
+    for x, y in data.valid_dataset(data_dir, manifest, config):
         valid_x.append(features(x.numpy()))
         valid_y.append(y.numpy())
     train_x, train_y = np.concatenate(train_x), np.concatenate(train_y)
     valid_x, valid_y = np.concatenate(valid_x), np.concatenate(valid_y)
     center, scale = train_x.mean(0), train_x.std(0) + 1e-6
 
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((train_x.shape[1],)), keras.layers.Dense(4)])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit((train_x - center) / scale, train_y, epochs=20, batch_size=256, verbose=0)
     metrics = classification_metrics(softmax(model.predict((valid_x - center) / scale, verbose=0)),
                                      valid_y)
-    print(json.dumps({"train_windows": int(len(train_y)), "valid_windows": int(len(valid_y)),
-                      "valid_balanced_log_loss": round(metrics["balanced_log_loss"], 4),
-                      "valid_balanced_accuracy": round(metrics["balanced_accuracy"], 4),
-                      "per_class_log_loss": {k: round(v["log_loss"], 4)
-                                             for k, v in metrics["per_class"].items()}}, indent=2))
+    return {"train_windows": int(len(train_y)), "valid_windows": int(len(valid_y)),
+            "valid_balanced_log_loss": round(metrics["balanced_log_loss"], 4),
+            "valid_balanced_accuracy": round(metrics["balanced_accuracy"], 4),
+            "per_class_log_loss": {k: round(v["log_loss"], 4)
+                                   for k, v in metrics["per_class"].items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="beam_preprocess output directory")
+    parser.add_argument("--batches", type=int, default=40,
+                        help="training batches of 512 windows; default 40")
+    parser.add_argument("--seed", type=int, default=0, help="default 0")
+    args = parser.parse_args()
+    print(json.dumps(run(args.data, args.seed, args.batches), indent=2))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
     python bench/bench_trainer.py --data DIR             # a beam_preprocess output
     python bench/bench_trainer.py --rows-per-session 4000 --batches 5   # quick check
 
+It also times the training step alone for every front end (spectral, filterbank,
+raw) at 256- and 1,024-row windows (`--front-end-windows`).
+
 Targets (issue 4): the input pipeline alone delivers >= 10x the windows/s that a
 training step consumes (measured on one in-memory batch, so the model is timed
 alone); predict runs at >= 15k rows/s (the ~18M test rows in <= 20 minutes) with
@@ -25,7 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
 from trainer import data  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
+from trainer.config import FRONT_ENDS, TrainConfig  # noqa: E402
 from trainer.model import build_model  # noqa: E402
 from trainer.predict import DEFAULT_STRIDE, predict  # noqa: E402
 from trainer.train import make_train_step, train  # noqa: E402
@@ -77,7 +80,7 @@ def predict_rows_per_s(data_dir: str, config: TrainConfig, stride: int, work: st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="data directory (default: write fixture data)")
     parser.add_argument("--config", help="TrainConfig JSON (default: the defaults)")
@@ -85,6 +88,10 @@ def main() -> None:
                         help="fixture size (6 train, 2 valid, 2 test sessions)")
     parser.add_argument("--batches", type=int, default=30, help="batches/steps timed")
     parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
+    parser.add_argument("--front-end-windows", type=lambda t: [int(v) for v in t.split(",")],
+                        default=[256, 1024],
+                        help="window lengths at which each front end's training is timed; "
+                             "default 256,1024")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as work:
@@ -107,6 +114,13 @@ def main() -> None:
             "training_windows_per_s": round(training),
             "pipeline_over_training": round(pipeline / training, 1),
             "pipeline_target_met": pipeline / training >= PIPELINE_RATIO_TARGET,
+            # Training steps alone for every front end at each window length (the
+            # rest of the config as above).
+            "training_windows_per_s_by_front_end": {
+                f"{front_end}@{window}": round(training_windows_per_s(
+                    TrainConfig.from_dict({**config.to_dict(), "front_end": front_end,
+                                           "window": window}), args.batches))
+                for front_end in FRONT_ENDS for window in args.front_end_windows},
         }
         if "test" in manifest["splits"]:
             result["predict"] = predict_rows_per_s(data_dir, config, args.stride, work)

@@ -12,8 +12,14 @@ from trainer.config import TrainConfig
 from trainer_fixtures import FixtureSpec, write_fixture_data
 
 
+NO_AUGMENTATION = dict(augment_gain=0.0, augment_shift=0, augment_channel_dropout=0.0,
+                       augment_noise=0.0)
+
+
 def _config(manifest, **overrides) -> TrainConfig:
-    return data.resolve_window(TrainConfig(pool=2, **overrides), manifest)
+    """The pipeline's config with window contents as stored (no augmentation) unless
+    overridden."""
+    return data.resolve_window(TrainConfig(**{**NO_AUGMENTATION, **overrides}), manifest)
 
 
 def _take(dataset, batches):
@@ -117,6 +123,49 @@ def test_pipeline_is_deterministic_for_a_seed(trainer_data_dir):
     assert not np.array_equal(a[0], c[0])
 
 
+def test_time_shift_moves_window_content_back_and_keeps_the_label(index_data_dir):
+    manifest = data.read_manifest(index_data_dir)
+    plain = _take(data.train_dataset(index_data_dir, manifest, _config(manifest), 64), 10)
+    shifted = _take(data.train_dataset(index_data_dir, manifest,
+                                       _config(manifest, augment_shift=8), 64), 10)
+    np.testing.assert_array_equal(shifted[1], plain[1])  # the same windows' labels
+    rows = shifted[0][:, :, 0]
+    np.testing.assert_array_equal(np.diff(rows, axis=1), 1.0)  # still consecutive rows
+    shift = plain[0][:, -1, 0] - rows[:, -1]
+    assert shift.min() >= 0 and shift.max() == 8 and (shift == 0).mean() < 0.3
+    assert rows[:, 0].min() >= 0  # never before the first full window
+
+
+def test_gain_channel_dropout_and_noise_are_seeded_per_window_and_channel(trainer_data_dir):
+    manifest = data.read_manifest(trainer_data_dir)
+
+    def batches(seed=0, **augment):
+        config = _config(manifest, **augment)
+        return _take(data.train_dataset(trainer_data_dir, manifest, config, 32, seed=seed), 4)
+
+    plain = batches()[0]
+    gained = batches(augment_gain=0.5)[0]
+    # One gain per window and channel, for all rows: gained = plain x gain.
+    gain = (gained * plain).sum(axis=1) / (plain * plain).sum(axis=1)
+    np.testing.assert_allclose(gained, plain * gain[:, None, :], rtol=1e-4, atol=1e-5)
+    log_gain = np.log(gain)
+    assert abs(log_gain.mean()) < 0.1 and 0.4 < log_gain.std() < 0.6
+
+    dropped = batches(augment_channel_dropout=0.3)[0]
+    zeroed = (dropped == 0).all(axis=1)  # [window, channel]
+    assert 0.2 < zeroed.mean() < 0.4
+    np.testing.assert_array_equal(dropped[~zeroed[:, None, :].repeat(plain.shape[1], 1)],
+                                  plain[~zeroed[:, None, :].repeat(plain.shape[1], 1)])
+
+    noisy = batches(augment_noise=0.1)[0]
+    assert 0.09 < np.std(noisy - plain) < 0.11
+
+    everything = dict(augment_gain=0.2, augment_shift=4, augment_channel_dropout=0.1,
+                      augment_noise=0.05)
+    np.testing.assert_array_equal(batches(7, **everything)[0], batches(7, **everything)[0])
+    assert not np.array_equal(batches(7, **everything)[0], batches(8, **everything)[0])
+
+
 def _copy_data(src: str, dst: str) -> None:
     tf.io.gfile.makedirs(dst)
     for root, _, files in os.walk(src):
@@ -161,4 +210,4 @@ def test_shard_names_must_agree_on_the_total(trainer_data_dir):
 def test_window_longer_than_the_data_is_refused(trainer_data_dir):
     manifest = data.read_manifest(trainer_data_dir)
     with pytest.raises(data.DataError, match="longer than the data's window 64"):
-        data.resolve_window(TrainConfig(window=128, pool=2), manifest)
+        data.resolve_window(TrainConfig(window=128), manifest)

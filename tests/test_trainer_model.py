@@ -1,4 +1,4 @@
-"""Model (cuDNN eligibility), config, metrics and prior correction."""
+"""Model (front ends, cuDNN eligibility), config, metrics and prior correction."""
 import argparse
 import importlib
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from trainer import config as config_mod
-from trainer.config import TrainConfig
+from trainer.config import FRONT_ENDS, TrainConfig
 from trainer.metrics import classification_metrics, softmax
 from trainer.model import build_model, cudnn_blockers
 from trainer.prior import correct_prior, parse_prior
@@ -18,8 +18,10 @@ from trainer.prior import correct_prior, parse_prior
 tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
 
 
-def test_lstm_layers_keep_the_cudnn_settings():
-    model = build_model(TrainConfig(window=64, pool=2, lstm_units=(8, 6), dropout=0.3))
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_lstm_layers_keep_the_cudnn_settings(front_end):
+    model = build_model(TrainConfig(front_end=front_end, window=128, frame=32, hop=16, pool=2,
+                                    filters=4, lstm_units=(8, 6), dropout=0.3))
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     assert [layer.units for layer in lstms] == [8, 6]
     for layer in lstms:
@@ -31,6 +33,38 @@ def test_lstm_layers_keep_the_cudnn_settings():
     assert not any(isinstance(layer, keras.layers.Masking) for layer in model.layers)
     assert cudnn_blockers(model) == []
     assert model.output_shape == (None, 4)
+
+
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_front_end_frames_and_saved_model_round_trip(front_end, tmp_path):
+    """Each front end's sequence length, and a .keras file that loads (custom layers
+    registered) and computes the same logits."""
+    config = TrainConfig(front_end=front_end, window=256, frame=64, hop=32, pool=4, filters=4,
+                         lstm_units=(8,))
+    model = build_model(config)
+    sequence = model.get_layer("lstm_0").input.shape
+    assert sequence[1] == (256 // 4 if front_end == "raw" else 1 + (256 - 64) // 32)
+    windows = np.random.default_rng(0).standard_normal((3, 256, 23)).astype(np.float32)
+    windows[0, :, 5] = 0.0  # a flat channel must not give inf or NaN
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    expected = model(windows, training=False).numpy()
+    assert np.isfinite(expected).all()
+    np.testing.assert_allclose(loaded(windows, training=False).numpy(), expected, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_relative_band_power_ignores_a_channel_gain():
+    """band_power='relative' cancels a constant gain per channel; 'absolute' does not."""
+    windows = np.random.default_rng(1).standard_normal((2, 256, 23)).astype(np.float32)
+    louder = windows * np.linspace(0.5, 3.0, 23, dtype=np.float32)
+    for mode, same in (("relative", True), ("absolute", False)):
+        model = build_model(TrainConfig(window=256, band_power=mode, slow_channels="none",
+                                        lstm_units=(4,)))
+        features = keras.Model(model.input, model.get_layer("band_log_power").output)
+        close = np.allclose(features(windows).numpy(), features(louder).numpy(), atol=1e-2)
+        assert close == same, mode
 
 
 def test_cudnn_blockers_name_what_breaks_the_fused_kernel():
@@ -65,7 +99,16 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     with pytest.raises(ValueError, match="balancing 'oversample'"):
         TrainConfig(balancing="oversample")
     with pytest.raises(ValueError, match="not a multiple of pool"):
-        TrainConfig(window=30, pool=4)
+        TrainConfig(front_end="raw", window=30, pool=4)
+    with pytest.raises(ValueError, match="shorter than a frame"):
+        TrainConfig(window=30, frame=64)
+    with pytest.raises(ValueError, match="front_end 'cnn' is not one of"):
+        TrainConfig(front_end="cnn")
+    with pytest.raises(ValueError, match="augment_channel_dropout 1.0 outside"):
+        TrainConfig(augment_channel_dropout=1.0)
+    with pytest.raises(ValueError, match="temperature_scaling: 'maybe' is not true or false"):
+        TrainConfig.from_dict({"temperature_scaling": "maybe"})
+    assert TrainConfig.from_dict({"temperature_scaling": "false"}).temperature_scaling is False
 
 
 def test_metrics_per_class_and_confusion():

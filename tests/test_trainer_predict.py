@@ -8,7 +8,7 @@ import pytest
 
 from trainer import data, run_dir
 from trainer.predict import IdLedger, rows_from_windows
-from trainer.prior import correct_prior
+from trainer.prior import correct_prior, estimate_prior_em
 from trainer.score import score
 from trainer.task import main
 
@@ -17,7 +17,7 @@ from trainer.task import main
 def submission(trainer_trained_job, trainer_data_dir, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("predict") / "submission.csv")
     assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
-                 "--out", out, "--stride", "16"]) == 0
+                 "--out", out, "--stride", "16", "--prior", "none"]) == 0
     return out
 
 
@@ -53,6 +53,29 @@ def test_prior_option_applies_bayes_rule(submission, trainer_trained_job, traine
     expected = correct_prior(plain.to_numpy(), np.array(training_prior),
                              np.array([0.58, 0.03, 0.34, 0.05]))
     np.testing.assert_allclose(corrected.to_numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_default_prior_is_em_estimated_from_the_test_predictions(
+        submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
+    """`predict` without --prior: the EM estimate of the test prior, from the same
+    probabilities the plain submission holds (every row counted once)."""
+    import json
+
+    out = str(tmp_path / "em.csv")
+    capsys.readouterr()
+    assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
+                 "--out", out, "--stride", "16"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    plain = pd.read_csv(submission).set_index("id").sort_index().to_numpy(np.float64)
+    training_prior = np.array(run_dir.read_json(
+        run_dir.find_run(trainer_trained_job).file("run.json"))["training_prior"])
+    expected_prior, _ = estimate_prior_em(plain, training_prior)
+    np.testing.assert_allclose(summary["prior"], expected_prior, atol=2e-4)
+    assert 0 < summary["em_iterations"] < 1000 and summary["temperature"] > 0
+    corrected = pd.read_csv(out).set_index("id").sort_index().to_numpy()
+    np.testing.assert_allclose(corrected, correct_prior(plain, training_prior,
+                                                        np.array(summary["prior"])),
+                               rtol=1e-3, atol=1e-5)
 
 
 def test_score_refuses_missing_ids(submission, trainer_data_dir, tmp_path):

@@ -9,6 +9,7 @@ import time
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from trainer import data, run_dir
@@ -141,3 +142,54 @@ def test_resume_after_kill_ends_with_the_same_steps(trainer_data_dir, tmp_path):
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
     assert not os.path.exists(os.path.join(job_dir, run_dir.IN_PROGRESS))
     assert run_dir.find_run(job_dir).run_id == killed_run  # LATEST
+
+
+# A learning rate at which the tiny model's balanced validation loss is best at
+# epoch 4 of 8 and worse at the last epoch (deterministic for the seed).
+OVERSHOOTING = [*TINY_TRAIN_ARGS, "--learning-rate", "0.1", "--epochs", "8",
+                "--steps-per-epoch", "10"]
+
+
+def _validation_balanced_log_loss(model: keras.Model, data_dir: str, config) -> float:
+    from trainer.metrics import classification_metrics, softmax
+    from trainer.model import logits_function
+    from trainer.train import validation_logits
+
+    manifest = data.read_manifest(data_dir)
+    logits, labels = validation_logits(logits_function(model, config.window),
+                                       data.valid_dataset(data_dir, manifest, config))
+    return classification_metrics(softmax(logits), labels)["balanced_log_loss"]
+
+
+def test_the_exported_model_is_the_best_epoch_not_the_last(trainer_data_dir, tmp_path):
+    from trainer.config import TrainConfig
+
+    job_dir = str(tmp_path / "job")
+    assert main(["train", "--data", trainer_data_dir, "--job-dir", job_dir, *OVERSHOOTING,
+                 "--patience", "0"]) == 0
+    paths = _only_run(job_dir)
+    metrics = run_dir.read_json(paths.file("metrics.json"))
+    losses = [e["valid"]["balanced_log_loss"] for e in metrics["epochs"]]
+    assert len(losses) == 8 and losses[-1] > min(losses)  # the last epoch is not the best
+    best = int(np.argmin(losses)) + 1
+    assert metrics["best"]["epoch"] == best and metrics["best"]["step"] == 10 * best
+    assert run_dir.read_json(paths.file("run.json"))["exported_epoch"] == best
+    assert glob.glob(os.path.join(paths.checkpoints, "best", f"ckpt-{10 * best}.index"))
+
+    config = TrainConfig.load(paths.file("config.json"))
+    exported = keras.models.load_model(paths.keras_model)
+    assert _validation_balanced_log_loss(exported, trainer_data_dir, config) == \
+        pytest.approx(min(losses), abs=1e-4)
+    # The temperature fitted on validation does not make the exported model worse there.
+    assert metrics["best"]["calibrated"]["balanced_log_loss"] <= min(losses) + 1e-9
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(trainer_data_dir, tmp_path):
+    job_dir = str(tmp_path / "job")
+    assert main(["train", "--data", trainer_data_dir, "--job-dir", job_dir, *OVERSHOOTING,
+                 "--patience", "2"]) == 0
+    metrics = run_dir.read_json(_only_run(job_dir).file("metrics.json"))
+    losses = [e["valid"]["balanced_log_loss"] for e in metrics["epochs"]]
+    best = int(np.argmin(losses)) + 1
+    assert len(losses) == best + 2 < 8  # stopped two epochs after the best one
+    assert metrics["complete"] and metrics["best"]["epoch"] == best

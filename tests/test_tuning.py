@@ -1,5 +1,6 @@
-"""A small real keras-tuner search on the sine fixture: trial batch sizes, resume,
-settings checks, hyperband continuation, the report, and the exported config."""
+"""A small real keras-tuner search on the sine fixture: trial configs (batch size, front
+end, window, frame and hop, augmentation), the objective, resume, settings checks,
+hyperband continuation, the report, and the exported config retrained."""
 from __future__ import annotations
 
 import json
@@ -7,22 +8,30 @@ import os
 import socket
 import subprocess
 import sys
+from typing import Optional
 
 import keras_tuner as kt
 import pytest
 import tensorflow as tf
 
-from tuning.hypermodel import TRIAL_RECORD
-from tuning.report import load_trials
+from trainer.config import TrainConfig
+from tuning.hypermodel import OBJECTIVE_NAME, TRIAL_RECORD
+from tuning.report import TrialSummary, best_config, load_trials
 from tuning.search import PROJECT
+from tuning.space import SearchSpace
 from tuning.task import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The fixture's window is 64 rows.  Two front ends, two windows, two frames, two hops
+# (and, by default, three augmentation strengths); patience 1 so that trials stop early;
+# seed 1, whose first three random trials draw both batch sizes, front ends and windows.
 TINY_SEARCH_ARGS = ["--max-layers", "2", "--units", "8,16", "--batch-sizes", "16,32",
                     "--learning-rate-range", "0.003,0.02", "--dropout-range", "0,0.2",
-                    "--pool", "2", "--epochs", "2", "--steps-per-epoch", "15",
-                    "--valid-batch-size", "256"]
-
+                    "--front-ends", "spectral,filterbank", "--windows", "32,64",
+                    "--frames", "16,32", "--hop-fractions", "0.5,1", "--filters", "4",
+                    "--epochs", "3", "--steps-per-epoch", "15", "--patience", "1",
+                    "--valid-batch-size", "256", "--seed", "1"]
+BASE = TrainConfig()
 
 
 def _records(tuner_dir: str) -> dict[str, dict]:
@@ -44,7 +53,7 @@ def random_search(trainer_data_dir, tmp_path_factory) -> str:
     return tuner_dir
 
 
-def test_each_trial_trains_with_its_own_batch_size(random_search):
+def test_each_trial_trains_with_its_own_hyperparameters(random_search):
     records = _records(random_search)
     assert len(records) == 3
     for r in records.values():
@@ -54,10 +63,36 @@ def test_each_trial_trains_with_its_own_batch_size(random_search):
         assert len(config["lstm_units"]) == hp["lstm_layers"]
         assert config["lstm_units"] == [hp[f"units_{i}"] for i in range(hp["lstm_layers"])]
         assert config["learning_rate"] == pytest.approx(hp["learning_rate"])
+        assert config["front_end"] == hp["front_end"] in ("spectral", "filterbank")
+        assert config["window"] == hp["window"] in (32, 64)
+        assert config["frame"] == hp["frame"] in (16, 32)
+        assert config["hop"] == round(hp["frame"] * hp["hop_fraction"]) <= config["frame"]
+        assert config["frame"] <= config["window"]
+        assert config["augment_gain"] == pytest.approx(BASE.augment_gain * hp["augment"])
+        assert config["augment_shift"] == round(BASE.augment_shift * hp["augment"])
+        assert config["temperature_scaling"] is hp["temperature_scaling"] is True  # the base's
         assert r["record"]["complete"] and r["record"]["attempts"] == 1
         assert r["trial"].score == pytest.approx(
-            min(e["val_balanced_log_loss"] for e in r["record"]["epochs"]))
+            min(e[OBJECTIVE_NAME] for e in r["record"]["epochs"]))
     assert len({r["record"]["config"]["global_batch_size"] for r in records.values()}) == 2
+    assert {r["record"]["config"]["front_end"] for r in records.values()} == {
+        "spectral", "filterbank"}
+    assert {r["record"]["config"]["window"] for r in records.values()} == {32, 64}
+
+
+def test_the_objective_is_what_the_trainer_would_export_and_trials_stop_by_its_rule(
+        random_search):
+    """After each epoch: the best epoch so far by uncalibrated balanced log loss (the
+    trainer's best_epoch), at its own temperature; a trial stops after `patience` (1)
+    epochs without a better one, as a training run does."""
+    for r in _records(random_search).values():
+        epochs = r["record"]["epochs"]
+        for i, e in enumerate(epochs):
+            best = min(epochs[:i + 1], key=lambda x: x["val_balanced_log_loss"])
+            assert e[OBJECTIVE_NAME] == best["val_calibrated_balanced_log_loss"]
+            assert e["val_calibrated_balanced_log_loss"] <= e["val_balanced_log_loss"] + 1e-6
+        best = min(epochs, key=lambda x: x["val_balanced_log_loss"])
+        assert r["record"]["stopped_early"] == (epochs[-1]["epoch"] - best["epoch"] >= 1)
 
 
 def test_rerun_resumes_and_keeps_finished_trials(random_search, trainer_data_dir):
@@ -79,8 +114,8 @@ def test_other_settings_in_the_same_directory_are_refused(random_search, trainer
               *TINY_SEARCH_ARGS[:3], "8,32", *TINY_SEARCH_ARGS[4:]])
 
 
-def test_report_lists_every_trial_and_the_exported_config_trains(random_search, trainer_data_dir,
-                                                                  tmp_path, capsys):
+def test_report_lists_every_trial_and_the_exported_config_reproduces_the_best(
+        random_search, trainer_data_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", "--tuner-dir", random_search]) == 0
     printed = capsys.readouterr().out
@@ -91,14 +126,16 @@ def test_report_lists_every_trial_and_the_exported_config_trains(random_search, 
     assert [t.score for t in trials] == sorted(t.score for t in trials)
     report_dir = os.path.join(random_search, "report")
     for name in ("trials.csv", "trials.md", "per_class_best.png", "objective_vs_batch_size.png",
-                 "objective_vs_learning_rate.png", "best_config.json"):
+                 "objective_vs_learning_rate.png", "objective_vs_front_end.png",
+                 "objective_vs_temperature_scaling.png", "objective_vs_window.png",
+                 "best_config.json"):
         assert os.path.getsize(os.path.join(report_dir, name)) > 0, name
     assert tf.io.gfile.glob(os.path.join(report_dir, "hparams", trials[0].trial_id, "events.*"))
 
     with open(os.path.join(report_dir, "best_config.json")) as f:
         best = json.load(f)
-    assert best["global_batch_size"] == trials[0].hyperparameters["batch_size"]
-    assert best["epochs"] == trials[0].best_epoch + 1
+    record = _records(random_search)[trials[0].trial_id]["record"]
+    assert best == {**record["config"], "epochs": trials[0].best_epoch + 1}
 
     from trainer.task import main as trainer_main
     job_dir = str(tmp_path / "job")
@@ -108,15 +145,72 @@ def test_report_lists_every_trial_and_the_exported_config_trains(random_search, 
     with open(os.path.join(job_dir, "runs", latest, "config.json")) as f:
         assert json.load(f) == best
     with open(os.path.join(job_dir, "runs", latest, "metrics.json")) as f:
-        assert json.load(f)["complete"]
+        metrics = json.load(f)
+    assert metrics["complete"]
+    # The trainer's own early stopping and best-epoch export pick the trial's best epoch.
+    assert metrics["best"]["epoch"] == trials[0].best_epoch + 1
+    assert metrics["best"]["valid"]["balanced_log_loss"] == pytest.approx(
+        trials[0].metrics["val_balanced_log_loss"], abs=1e-3)
+    assert metrics["best"]["calibrated"]["balanced_log_loss"] == pytest.approx(
+        trials[0].score, abs=1e-3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--windows", "32,128"], "--windows 128: longer than the data's window (64 rows"),
+    (["--frames", "16,48", "--windows", "32,64"], "--frames 16,48 and --windows 32,64"),
+    (["--frames", "16", "--hop-fractions", "0.5,2"], "--hop-fractions 0.5,2: each must be in"),
+])
+def test_a_space_no_trial_could_train_is_refused_in_one_line(args, message, trainer_data_dir,
+                                                            tmp_path, capsys):
+    tuner_dir = str(tmp_path / "refused")
+    capsys.readouterr()
+    assert main(["search", "--data", trainer_data_dir, "--tuner-dir", tuner_dir, *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m tuning search: " + message), lines
+    assert not os.path.exists(tuner_dir)
+
+
+def test_space_keeps_booleans_and_gives_raw_trials_no_frame():
+    space = SearchSpace(front_ends=("spectral", "raw"), frames=(16, 32), hop_fractions=(0.5, 1.0),
+                        augment=(0.0, 0.5), temperature_scaling=(True, False))
+    base = TrainConfig(window=64, pool=2)
+    hp = kt.HyperParameters()
+    space.config(hp, base)  # declares the hyperparameters
+    for front_end, scaling in (("raw", False), ("spectral", True)):
+        hp.values.update(front_end=front_end, temperature_scaling=scaling, frame=32,
+                         hop_fraction=0.5, augment=0.5)
+        config = space.config(hp, base)
+        assert config.temperature_scaling is scaling and hp["temperature_scaling"] is scaling
+        assert hp.is_active("frame") == hp.is_active("hop_fraction") == (front_end != "raw")
+        assert (config.frame, config.hop) == ((32, 16) if front_end != "raw" else
+                                              (base.frame, base.hop))
+        assert config.augment_shift == round(base.augment_shift * 0.5)
+        assert config.augment_noise == pytest.approx(base.augment_noise * 0.5)
+
+
+def _summary(trial_id: str, best_epoch: int, initial_epoch: int = 0,
+             parent: Optional[str] = None) -> TrialSummary:
+    return TrialSummary(trial_id=trial_id, status="COMPLETED", hyperparameters={}, score=1.0,
+                        best_epoch=best_epoch, metrics={}, epochs=[], seconds=1.0,
+                        config={**BASE.to_dict(), "window": 64}, initial_epoch=initial_epoch,
+                        parent=parent)
+
+
+def test_best_config_of_a_continued_trial_counts_its_parents_epochs():
+    """Hyperband continues a trial from its parent's best-epoch weights.  Epochs 0-based:
+    trial 2 ran from epoch 4 and was best at 5 (2 epochs), starting from trial 1's best
+    epoch 2, which ran from 2 (1 epoch), starting from trial 0's best epoch 1 (2 epochs)."""
+    trials = [_summary("2", best_epoch=5, initial_epoch=4, parent="1"),
+              _summary("1", best_epoch=2, initial_epoch=2, parent="0"),
+              _summary("0", best_epoch=1)]
+    assert best_config(trials).epochs == 2 + 1 + 2
 
 
 def test_hyperband_continues_trials_from_earlier_epochs(trainer_data_dir, tmp_path):
     tuner_dir = str(tmp_path / "hyperband")
-    # Later trainer options win: 3 epochs, so that hyperband has a second round.
+    # 3 epochs (TINY_SEARCH_ARGS), so that hyperband has a second round.
     assert main(["search", "--data", trainer_data_dir, "--tuner-dir", tuner_dir,
-                 "--algorithm", "hyperband", "--hyperband-factor", "3", *TINY_SEARCH_ARGS,
-                 "--epochs", "3"]) == 0
+                 "--algorithm", "hyperband", "--hyperband-factor", "3", *TINY_SEARCH_ARGS]) == 0
     records = _records(tuner_dir)
     continued = [r for r in records.values() if r["record"]["initial_epoch"] > 0]
     assert continued, "hyperband ran no second-round trial"
@@ -125,6 +219,9 @@ def test_hyperband_continues_trials_from_earlier_epochs(trainer_data_dir, tmp_pa
         assert r["record"]["epochs"][0]["epoch"] == hp["tuner/initial_epoch"]
         parent = records[hp["tuner/trial_id"]]
         assert parent["record"]["config"] == r["record"]["config"]
+    # The report's best epochs count as the records do; keras-tuner's from each run's start.
+    for t in load_trials(tuner_dir):
+        assert t.best_epoch == records[t.trial_id]["trial"].best_step + t.initial_epoch
 
 
 def _free_port() -> int:
@@ -137,7 +234,7 @@ def test_chief_and_two_workers_run_every_trial_once(trainer_data_dir, tmp_path):
     tuner_dir = str(tmp_path / "distributed")
     command = [sys.executable, "-m", "tuning", "search", "--data", trainer_data_dir,
                "--tuner-dir", tuner_dir, "--algorithm", "random", "--max-trials", "4",
-               *TINY_SEARCH_ARGS]
+               *TINY_SEARCH_ARGS, "--epochs", "1"]  # later options win
     port = str(_free_port())
     processes = {}
     for tuner_id in ("chief", "tuner0", "tuner1"):

@@ -24,7 +24,7 @@ NOISE_SD = 0.5
 
 # Train options for a model and schedule small enough for 2 busy cores that still
 # learn the sine fixture.
-TINY_TRAIN_ARGS = ["--lstm-units", "16", "--pool", "2", "--dropout", "0",
+TINY_TRAIN_ARGS = ["--lstm-units", "16", "--frame", "32", "--hop", "16", "--dropout", "0",
                    "--learning-rate", "0.01", "--global-batch-size", "32",
                    "--epochs", "3", "--steps-per-epoch", "40", "--summary-every-steps", "10"]
 
@@ -40,6 +40,7 @@ class FixtureSpec:
     train_shards: int = 3
     valid_windows_per_class: int = 40  # per session
     short_run_rows: int = 40       # a test run shorter than a window
+    label_block_rows: tuple[int, int] = (150, 500)  # label block lengths: [low, high)
     seed: int = 0
     schema_version: int = spec.SCHEMA_VERSION
     # "sine": learnable signals; "index": channel 0 = row index in the session,
@@ -55,11 +56,11 @@ class Session:
     runs: list  # contiguous runs: (signals, time, labels, ids or None)
 
 
-def _labels(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Blocks of 150-500 rows with skewed classes; every class in at least one block."""
+def _labels(rng: np.random.Generator, n: int, block_rows: tuple[int, int]) -> np.ndarray:
+    """Blocks of block_rows rows with skewed classes; every class in at least one block."""
     starts = [0]
     while starts[-1] < n:
-        starts.append(starts[-1] + int(rng.integers(150, 500)))
+        starts.append(starts[-1] + int(rng.integers(*block_rows)))
     classes = rng.choice(spec.NUM_CLASSES, size=len(starts) - 1, p=CLASS_SHARES)
     missing = sorted(set(range(spec.NUM_CLASSES)) - set(classes.tolist()))
     classes[rng.choice(classes.size, len(missing), replace=False)] = missing
@@ -89,7 +90,7 @@ def _session(rng: np.random.Generator, fx: FixtureSpec, crew: int, seat: int,
              experiment: str, ids: Optional[np.ndarray]) -> Session:
     """A labelled session (one run), or with `ids` a test session of three runs."""
     n = fx.rows_per_session
-    labels = _labels(rng, n)
+    labels = _labels(rng, n, fx.label_block_rows)
     signals = _signals(rng, labels)
     if fx.signals == "index":
         signals[:, 0] = np.arange(n)

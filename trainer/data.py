@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import record_spec as spec
+from trainer.augment import augment_windows, shifted_ends
 from trainer.config import TrainConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -200,6 +201,12 @@ def sample_window_ends(labels: tf.Tensor, first_end: tf.Tensor, keep_by_class: t
     return tf.boolean_mask(candidates, draws < keep)
 
 
+def _seed_stream(seed: int, stream: int) -> tf.data.Dataset:
+    """An endless, seeded stream of stateless-op seeds [2]; `stream` keeps uses apart."""
+    return tf.data.Dataset.random(seed=seed * 3 + stream,
+                                  rerandomize_each_iteration=False).batch(2)
+
+
 def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size: int,
                   seed: Optional[int] = None) -> tf.data.Dataset:
     """Endless (windows [b, w, C] float32, labels [b] int32, loss weights [b]) batches.
@@ -217,7 +224,7 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
     segments = _parse_segments(
         _records(shard_paths(data_dir, manifest, "train"), config.cycle_length, seed),
         (spec.SIGNALS, spec.LABELS, spec.CONTEXT_ROWS))
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=False).batch(2)
+    seeds = _seed_stream(seed, 0)
 
     def ends_of(segment: dict, pair_seed: tf.Tensor) -> dict:
         ends = sample_window_ends(segment[spec.LABELS],
@@ -231,24 +238,33 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
         return (tf.data.Dataset.from_tensor_slices(segment["ends"]).batch(WINDOWS_PER_GROUP)
                 .map(lambda ends: (segment[spec.SIGNALS], segment[spec.LABELS], ends)))
 
-    def cut(signals: tf.Tensor, labels: tf.Tensor, ends: tf.Tensor):
-        window_labels = tf.gather(labels, ends)
-        return (gather_windows(signals, ends, window), window_labels,
+    def cut(group: tuple, group_seed: tf.Tensor):
+        signals, labels, ends = group
+        window_labels = tf.gather(labels, ends)  # the label of the row a window is for
+        content_ends = shifted_ends(ends, window, config.augment_shift, group_seed)
+        return (gather_windows(signals, content_ends, window), window_labels,
                 tf.gather(weight_by_class, window_labels))
+
+    def augment(batch: tuple, batch_seed: tf.Tensor):
+        windows, labels, weights = batch
+        return augment_windows(windows, batch_seed, config), labels, weights
 
     # Consecutive windows of one segment are nearly the same sample, and a batch
     # drawn from a few segments (one class, one stretch of one session) teaches the
     # model that stretch.  So groups of window *ends* are shuffled across many
     # segments first (cheap: a group shares its segment's rows, nothing is copied
     # until the windows are cut), then the windows themselves.
-    return (tf.data.Dataset.zip(segments, seeds)
-            .map(ends_of, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .flat_map(groups_of)
-            .shuffle(config.shuffle_groups, seed=seed)
-            .map(cut, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .unbatch()
-            .shuffle(config.shuffle_windows, seed=seed)
-            .batch(batch_size, drop_remainder=True)
+    groups = (tf.data.Dataset.zip(segments, seeds)
+              .map(ends_of, num_parallel_calls=AUTOTUNE, deterministic=True)
+              .flat_map(groups_of)
+              .shuffle(config.shuffle_groups, seed=seed))
+    windows = (tf.data.Dataset.zip(groups, _seed_stream(seed, 1))
+               .map(cut, num_parallel_calls=AUTOTUNE, deterministic=True)
+               .unbatch()
+               .shuffle(config.shuffle_windows, seed=seed)
+               .batch(batch_size, drop_remainder=True))
+    return (tf.data.Dataset.zip(windows, _seed_stream(seed, 2))
+            .map(augment, num_parallel_calls=AUTOTUNE, deterministic=True)
             .prefetch(AUTOTUNE))
 
 

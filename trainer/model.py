@@ -1,10 +1,12 @@
-"""The model: stacked LSTMs over a window of scaled signals, ending in 4 logits.
+"""The model: a front end, stacked LSTMs over its frames, and 4 logits.
 
+The front end (trainer/frontends/, chosen by `config.front_end`) turns a window
+of scaled signals into a sequence of feature frames, which also shortens the
+sequence (256 rows -> 7 frames at frame 64, hop 32), most of an LSTM's cost.
 Every LSTM keeps the settings under which Keras 3 runs the fused cuDNN kernel on a
 GPU (keras/src/layers/rnn/lstm.py and backend/tensorflow/rnn.py: tanh, sigmoid
 recurrent activation, a bias, no unrolling, no recurrent dropout, no mask);
-`cudnn_blockers` lists what would break that.  An average pool in front shortens
-the sequence (256 Hz -> 64 Hz at pool 4), which is most of the cost of an LSTM.
+`cudnn_blockers` lists what would break that.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import tensorflow as tf
 
 from trainer import record_spec as spec
 from trainer.config import TrainConfig
+from trainer.frontends import build_front_end
 
 
 def build_model(config: TrainConfig) -> keras.Model:
@@ -21,9 +24,7 @@ def build_model(config: TrainConfig) -> keras.Model:
         raise ValueError("config.window is unset: resolve it from the manifest first "
                          "(trainer.data.resolve_window)")
     inputs = keras.Input(shape=(config.window, spec.NUM_CHANNELS), name="signals")
-    x = inputs
-    if config.pool > 1:
-        x = keras.layers.AveragePooling1D(config.pool, name="pool")(x)
+    x = build_front_end(inputs, config)
     last = len(config.lstm_units) - 1
     for i, units in enumerate(config.lstm_units):
         x = keras.layers.LSTM(

@@ -26,7 +26,7 @@ from trainer import record_spec as spec
 from trainer.config import TrainConfig
 from trainer.metrics import softmax
 from trainer.model import logits_function
-from trainer.prior import correct_prior, parse_prior
+from trainer.prior import DEFAULT_PRIOR, PriorEstimate, correct_prior, estimate_prior_em, parse_prior
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +41,40 @@ def load_run_model(paths: run_dir.RunPaths) -> keras.Model:
         return keras.models.load_model(local, compile=False)
 
 
+def row_windows(ends: np.ndarray, num_rows: int, context_rows: int) -> np.ndarray:
+    """For each row in [context_rows, num_rows), the index of the latest window ending
+    at or before it, or 0 (the first window) for rows before it."""
+    rows = np.arange(context_rows, num_rows)
+    return np.maximum(np.searchsorted(ends, rows, side="right") - 1, 0)
+
+
 def rows_from_windows(window_values: np.ndarray, ends: np.ndarray, num_rows: int,
                       context_rows: int) -> np.ndarray:
-    """Values of rows [context_rows, num_rows): those of the latest window ending at or
-    before each row, or of the first window for rows before it."""
-    rows = np.arange(context_rows, num_rows)
-    latest = np.searchsorted(ends, rows, side="right") - 1
-    return window_values[np.maximum(latest, 0)]
+    """Values of rows [context_rows, num_rows), taken from their windows (row_windows)."""
+    return window_values[row_windows(ends, num_rows, context_rows)]
+
+
+def segment_window_logits(model: keras.Model, paths: list[str], window: int, stride: int,
+                          keys: tuple[str, ...], cycle_length: int = 4
+                          ) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+    """Per segment: its `keys` as numpy, the logits of its strided windows, and for
+    each of its own rows the index of the window that predicts it (row_windows)."""
+    logits_fn = logits_function(model, window)
+    for segment in data.strided_segments(paths, window, stride, cycle_length, keys):
+        window_logits = logits_fn(segment["windows"]).numpy()
+        values = {k: segment[k].numpy() for k in keys}
+        index = row_windows(segment["ends"].numpy(), int(segment[spec.NUM_ROWS]),
+                            int(segment[spec.CONTEXT_ROWS]))
+        yield values, window_logits, index
 
 
 def segment_row_logits(model: keras.Model, paths: list[str], window: int, stride: int,
                        keys: tuple[str, ...], cycle_length: int = 4
                        ) -> Iterator[tuple[dict, np.ndarray]]:
     """(segment's `keys` as numpy, logits of its own rows) for every segment."""
-    logits_fn = logits_function(model, window)
-    for segment in data.strided_segments(paths, window, stride, cycle_length, keys):
-        window_logits = logits_fn(segment["windows"]).numpy()
-        values = {k: segment[k].numpy() for k in keys}
-        context = int(segment[spec.CONTEXT_ROWS])
-        row_logits = rows_from_windows(window_logits, segment["ends"].numpy(),
-                                       int(segment[spec.NUM_ROWS]), context)
-        yield values, row_logits
+    for values, window_logits, index in segment_window_logits(
+            model, paths, window, stride, keys, cycle_length):
+        yield values, window_logits[index]
 
 
 class IdLedger:
@@ -94,31 +107,50 @@ class IdLedger:
 
 
 def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
-            prior: Optional[str] = None) -> dict:
-    """Writes `out` (id,A,B,C,D); returns a summary (rows, seconds, prior used)."""
+            prior: Optional[str] = DEFAULT_PRIOR) -> dict:
+    """Writes `out` (id,A,B,C,D); returns a summary (rows, prior used, temperature).
+
+    The run's temperature (fitted on validation) is applied first, then the prior
+    correction.  With `em` the test prior is estimated from all test predictions
+    before any row is written, so the windows' probabilities are kept in memory
+    (4 floats per window, not per row).
+    """
     paths = run_dir.find_run(run)
     config = TrainConfig.load(paths.file("config.json"))
-    training_prior = np.array(run_dir.read_json(paths.file("run.json"))["training_prior"])
+    run_info = run_dir.read_json(paths.file("run.json"))
+    training_prior = np.array(run_info["training_prior"])
+    temperature = float(run_info.get("temperature", 1.0))
     manifest = data.read_manifest(data_dir)
     data.resolve_window(config, manifest)  # the data must offer the model's window
     target = parse_prior(prior, manifest)
     shards = data.shard_paths(data_dir, manifest, "test")  # DataError if there is no test split
     ledger = IdLedger(manifest["splits"]["test"]["ids"])
     model = load_run_model(paths)
+    segments = []
+    for values, window_logits, index in segment_window_logits(
+            model, shards, config.window, stride, (spec.IDS, spec.CONTEXT_ROWS)):
+        ids = values[spec.IDS][values[spec.CONTEXT_ROWS]:]
+        ledger.add(ids)
+        segments.append((ids, softmax(window_logits.astype(np.float64) / temperature), index))
+    ledger.check_complete()
+    summary = {"rows": ledger.count, "run_id": paths.run_id, "temperature": temperature}
+    if target is PriorEstimate.EM:
+        target, iterations = estimate_prior_em(
+            np.concatenate([probs for _, probs, _ in segments]), training_prior,
+            weights=np.concatenate([np.bincount(index, minlength=len(probs))
+                                    for _, probs, index in segments]))
+        summary["em_iterations"] = iterations
+        log.info("test prior estimated by EM in %d iterations: %s", iterations,
+                 ", ".join(f"{c} {p:.3f}" for c, p in zip(spec.CLASSES, target)))
+    summary["prior"] = None if target is None else target.tolist()
     with tf.io.gfile.GFile(out, "wb") as f:
         f.write(("id," + ",".join(spec.CLASSES) + "\n").encode())
-        for segment, row_logits in segment_row_logits(
-                model, shards, config.window, stride, (spec.IDS, spec.CONTEXT_ROWS)):
-            ids = segment[spec.IDS][segment[spec.CONTEXT_ROWS]:]
-            ledger.add(ids)
-            probs = softmax(row_logits.astype(np.float64))
+        for ids, probs, index in segments:
             if target is not None:
                 probs = correct_prior(probs, training_prior, target)
-            f.write(_csv_rows(ids, probs))
-    ledger.check_complete()
+            f.write(_csv_rows(ids, probs[index]))
     log.info("wrote %d rows to %s", ledger.count, out)
-    return {"rows": ledger.count, "prior": None if target is None else target.tolist(),
-            "run_id": paths.run_id}
+    return summary
 
 
 def _csv_rows(ids: np.ndarray, probs: np.ndarray) -> bytes:

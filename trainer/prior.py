@@ -2,24 +2,47 @@
 
 A model trained on balanced windows predicts as if every class were equally
 likely; the test data is not (A ~58%, B ~3%).  Bayes' rule moves it to a target
-prior: p'(c) is proportional to p(c) * target(c) / training_prior(c).
+prior: p'(c) is proportional to p(c) * target(c) / training_prior(c).  The
+target is either given or estimated from the unlabelled test predictions
+themselves by EM (`estimate_prior_em`).
 """
 from __future__ import annotations
 
-from typing import Optional
+import enum
+from typing import Optional, Union
 
 import numpy as np
 
 from trainer.record_spec import CLASSES, NUM_CLASSES
 
 PRIOR_HELP = ("none (keep the training prior), train (the training rows' class shares), "
-              "uniform, or explicit shares like A=0.58,B=0.03,C=0.34,D=0.05")
+              "uniform, em (estimated from the test predictions by EM), "
+              "or explicit shares like A=0.58,B=0.03,C=0.34,D=0.05")
 
 
-def parse_prior(text: Optional[str], manifest: dict) -> Optional[np.ndarray]:
-    """The target prior named by `text` (see PRIOR_HELP); None for no correction."""
+# The target prior `predict` uses unless told otherwise: the choice that scored best
+# on unseen test sessions (README, "Model quality").
+DEFAULT_PRIOR = "em"
+
+
+# The smallest share EM may give a class the model was trained on (see estimate_prior_em).
+EM_MIN_SHARE = 0.02
+
+
+class PriorEstimate(enum.Enum):
+    """A target prior that only the test predictions can give, so parse_prior cannot
+    return it as shares: the caller runs the estimate (EM: `estimate_prior_em`)."""
+    EM = "em"
+
+
+def parse_prior(text: Optional[str], manifest: dict
+                ) -> Union[None, np.ndarray, PriorEstimate]:
+    """The target prior named by `text` (see PRIOR_HELP): None for no correction,
+    PriorEstimate.EM for `em`, otherwise the shares (summing to 1)."""
     if text is None or text == "none":
         return None
+    if text == PriorEstimate.EM.value:
+        return PriorEstimate.EM
     if text == "uniform":
         return np.full(NUM_CLASSES, 1.0 / NUM_CLASSES)
     if text == "train":
@@ -65,3 +88,63 @@ def correct_prior(probs: np.ndarray, training_prior: np.ndarray,
                       where=training_prior > 0)
     corrected = probs * ratio
     return corrected / corrected.sum(axis=1, keepdims=True)
+
+
+def estimate_prior_em(probs: np.ndarray, training_prior: np.ndarray, *,
+                      weights: Optional[np.ndarray] = None, min_share: float = EM_MIN_SHARE,
+                      max_iterations: int = 1000,
+                      tolerance: float = 1e-8) -> tuple[np.ndarray, int]:
+    """The test set's class prior, estimated by EM from the model's posteriors alone
+    (Saerens, Latinne & Decaestecker 2002); returns (prior, iterations used).
+
+    `probs` [n, 4] are posteriors under `training_prior`.  Starting from the training
+    prior, each iteration moves every row to the current estimate (E-step) and takes
+    the (weighted) mean of the moved rows as the next estimate (M-step), until no
+    share changes by `tolerance` or more; iterations == max_iterations means it did
+    not converge.  A class with training prior 0 stays at 0 (correct_prior gives it
+    no mass).  With calibrated posteriors this is the maximum-likelihood prior.
+
+    Every trained class keeps at least `min_share` (the M-step is projected onto
+    that floor).  On sessions unlike the training ones a model may hardly ever
+    predict a class; plain EM then drives its share to 0 and every row of it costs
+    ~34 nats of log loss (seen on the stand-in's LOFT sessions: B -> 3e-16).
+
+    The E-step depends on each row through a non-linear function of its
+    probabilities, so no fixed-size sum of rows is exact.  What keeps memory small is
+    `weights` [n]: a row with weight w counts as w identical rows.  Prediction
+    repeats each window's probabilities for the `stride` rows it covers, so the
+    windows' probabilities with their row counts as weights give exactly the
+    all-rows estimate from stride-times fewer rows (~280k for 18M rows at stride 64).
+    A seeded random subsample of rows (weights None) approximates it, with
+    sampling error shrinking as the subsample grows.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    training_prior = np.asarray(training_prior, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != NUM_CLASSES or probs.shape[0] == 0:
+        raise ValueError(f"probs must be [n > 0, {NUM_CLASSES}], got {probs.shape}")
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != probs.shape[:1] or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"weights must be [{probs.shape[0]}], non-negative, not all 0")
+    prior = training_prior / training_prior.sum()
+    floor = np.where(training_prior > 0, min_share, 0.0)
+    for iteration in range(1, max_iterations + 1):
+        updated = _with_floor(np.average(correct_prior(probs, training_prior, prior), axis=0,
+                                         weights=weights), floor)
+        change = np.abs(updated - prior).max()
+        prior = updated
+        if change < tolerance:
+            return prior, iteration
+    return prior, max_iterations
+
+
+def _with_floor(shares: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """`shares` (summing to 1) with every share at least `floor`: the shares below it
+    are raised to it and the others scaled down to make room."""
+    low = np.zeros(shares.shape, bool)
+    while True:
+        low |= shares < floor
+        free = 1.0 - floor[low].sum()
+        shares = np.where(low, floor, shares * free / shares[~low].sum())
+        if not (shares < floor - 1e-15).any():
+            return shares

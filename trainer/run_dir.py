@@ -86,6 +86,11 @@ def write_json(path: str, value: Any) -> None:
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
+def update_json(path: str, values: dict) -> None:
+    """Adds (or replaces) top-level keys of a JSON object file."""
+    write_json(path, {**read_json(path), **values})
+
+
 def _read_marker(job_dir: str, name: str) -> Optional[str]:
     path = posixpath.join(job_dir, name)
     if not tf.io.gfile.exists(path):

@@ -17,7 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from trainer.config import add_config_arguments, config_from_args
-from trainer.prior import PRIOR_HELP
+from trainer.prior import DEFAULT_PRIOR, PRIOR_HELP
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="CSV to write: id,A,B,C,D")
     predict.add_argument("--stride", type=int, default=None,
                          help="rows between predicted windows (default 64)")
-    predict.add_argument("--prior", default="none", help=PRIOR_HELP)
+    predict.add_argument("--prior", default=DEFAULT_PRIOR,
+                         help=f"{PRIOR_HELP}; default: {DEFAULT_PRIOR}")
 
     score = commands.add_parser("score", help="multi-class log loss of a submission")
     score.add_argument("--submission", required=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import posixpath
 import tempfile
 import time
 from typing import Callable, Optional
@@ -26,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import data, plots, run_dir
+from trainer.calibration import fit_temperature
 from trainer.config import TrainConfig
 from trainer.distribution import make_strategy, per_replica_batch_size, replica_devices
 from trainer.metrics import classification_metrics, softmax
@@ -34,6 +36,8 @@ from trainer.record_spec import CLASSES
 from trainer.summaries import TensorBoardLog
 
 log = logging.getLogger(__name__)
+
+BEST_CHECKPOINTS = "best"  # checkpoints/best/: the best epoch's weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,10 +48,13 @@ class EpochResult:
     train_loss: float
     metrics: dict       # trainer.metrics.classification_metrics on the validation split
     logits: np.ndarray  # validation logits [windows, classes]
+    temperature: float  # fitted on these logits (temperature_scaling), else 1.0
+    calibrated: dict    # the validation metrics at that temperature
 
     def keras_logs(self) -> dict[str, float]:
         """Flat `loss`/`val_*` logs for Keras callbacks and keras-tuner."""
-        logs = {"loss": self.train_loss}
+        logs = {"loss": self.train_loss, "val_temperature": self.temperature,
+                "val_calibrated_balanced_log_loss": self.calibrated["balanced_log_loss"]}
         for name in ("log_loss", "balanced_log_loss", "accuracy", "balanced_accuracy"):
             logs[f"val_{name}"] = self.metrics[name]
         for name in CLASSES:
@@ -69,11 +76,24 @@ def validation_logits(logits_fn, dataset: tf.data.Dataset) -> tuple[np.ndarray, 
     return np.concatenate(logits), np.concatenate(labels)
 
 
+def temperature_scaled(logits: np.ndarray, labels: np.ndarray,
+                       temperature_scaling: bool) -> tuple[float, dict]:
+    """The temperature fitted on validation logits (1.0 when temperature scaling is off)
+    and the validation metrics at that temperature."""
+    temperature = fit_temperature(logits, labels) if temperature_scaling else 1.0
+    return temperature, classification_metrics(softmax(logits / temperature), labels)
+
+
 def make_optimizer(model: keras.Model, config: TrainConfig,
                    strategy: tf.distribute.Strategy) -> keras.optimizers.Optimizer:
-    """Adam, built under the strategy so that its slots are mirrored like the weights."""
+    """AdamW (Adam when weight_decay is 0), built under the strategy so that its slots
+    are mirrored like the weights."""
     with strategy.scope():
-        optimizer = keras.optimizers.Adam(config.learning_rate)
+        if config.weight_decay > 0:
+            optimizer = keras.optimizers.AdamW(config.learning_rate,
+                                               weight_decay=config.weight_decay)
+        else:
+            optimizer = keras.optimizers.Adam(config.learning_rate)
         optimizer.build(model.trainable_variables)
     return optimizer
 
@@ -136,9 +156,10 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
             on_step(step, loss)
         if step % steps_per_epoch == 0:
             logits, labels = validation_logits(logits_fn, valid)
+            temperature, calibrated = temperature_scaled(logits, labels, config.temperature_scaling)
             result = EpochResult(epoch=epoch, step=step, train_loss=float(np.mean(epoch_losses)),
                                  metrics=classification_metrics(softmax(logits), labels),
-                                 logits=logits)
+                                 logits=logits, temperature=temperature, calibrated=calibrated)
             epoch_losses = []
             if on_epoch:
                 on_epoch(result)
@@ -216,14 +237,26 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
         if step % config.checkpoint_every_steps == 0 or step % config.steps_per_epoch == 0:
             manager.save(checkpoint_number=step)
 
+    # The best epoch's weights are kept in a checkpoint of their own, so that the
+    # exported model is the best epoch even after a resume.
+    best_weights = tf.train.Checkpoint(model=model)
+    best_manager = tf.train.CheckpointManager(
+        best_weights, posixpath.join(paths.checkpoints, BEST_CHECKPOINTS), max_to_keep=1)
+
     def on_epoch(result: EpochResult) -> None:
         board.validation(result.step, result.metrics, result.logits)
         history.append({"epoch": result.epoch + 1, "step": result.step,
                         "train_loss": result.train_loss, "valid": result.metrics})
+        if best_epoch(history) is history[-1]:
+            best_manager.save(checkpoint_number=result.step)
         _write_metrics(paths, config, history, prior, resumes, result.step, complete=False)
         log.info("epoch %d step %d: train loss %.4f, valid log loss %.4f (balanced %.4f)",
                  result.epoch + 1, result.step, result.train_loss,
                  result.metrics["log_loss"], result.metrics["balanced_log_loss"])
+        if should_stop(history, config.patience):
+            log.info("no better balanced validation log loss for %d epochs: stopping",
+                     config.patience)
+            model.stop_training = True
 
     fit_loop(model, optimizer, strategy, config, data_dir, manifest,
              start_step=start, end_step=config.total_steps,
@@ -231,18 +264,54 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
              on_step=on_step, on_epoch=on_epoch)
     board.flush()
 
+    best = best_epoch(history)
+    best_weights.restore(best_manager.latest_checkpoint).expect_partial()
+    best["temperature"], best["calibrated"] = calibrate(model, config, data_dir, manifest)
+    log.info("exporting epoch %d (balanced validation log loss %.4f; %.4f at temperature %.3f)",
+             best["epoch"], best["valid"]["balanced_log_loss"],
+             best["calibrated"]["balanced_log_loss"], best["temperature"])
+    if best["calibrated"]["balanced_log_loss"] >= np.log(len(CLASSES)):
+        log.warning("the exported model is no better than chance on the balanced validation "
+                    "split (%.3f >= ln %d): its predictions carry no information",
+                    best["calibrated"]["balanced_log_loss"], len(CLASSES))
     _save_keras(model, paths.keras_model)
     model.export(paths.saved_model, verbose=False)
     plots.write_run_plots(paths, history, model, data_dir, manifest, config)
     _write_metrics(paths, config, history, prior, resumes,
-                   int(optimizer.iterations.numpy()), complete=True)
+                   int(optimizer.iterations.numpy()), complete=True, best=best)
+    run_dir.update_json(paths.file("run.json"), {
+        "exported_epoch": best["epoch"], "exported_step": best["step"],
+        "temperature": best["temperature"]})
     run_dir.finish_run(job_dir, paths)
     return paths
 
 
+def best_epoch(history: list[dict]) -> dict:
+    """The epoch record with the lowest balanced validation log loss (earliest on ties)."""
+    return min(history, key=lambda e: e["valid"]["balanced_log_loss"])
+
+
+def should_stop(history: list[dict], patience: int) -> bool:
+    """True when the last `patience` epochs brought no better balanced validation loss."""
+    return patience > 0 and history[-1]["epoch"] - best_epoch(history)["epoch"] >= patience
+
+
+def calibrate(model: keras.Model, config: TrainConfig, data_dir: str,
+              manifest: dict) -> tuple[float, dict]:
+    """The temperature fitted on the validation split (1.0 when temperature scaling is
+    off) and the validation metrics at that temperature."""
+    logits, labels = validation_logits(logits_function(model, config.window),
+                                       data.valid_dataset(data_dir, manifest, config))
+    return temperature_scaled(logits, labels, config.temperature_scaling)
+
+
 def _write_metrics(paths: run_dir.RunPaths, config: TrainConfig, history: list[dict],
-                   prior: np.ndarray, resumes: list[int], steps: int, complete: bool) -> None:
+                   prior: np.ndarray, resumes: list[int], steps: int, complete: bool,
+                   best: Optional[dict] = None) -> None:
+    """metrics.json: every epoch, the last, and (when complete) the exported best one
+    with its temperature and calibrated validation metrics."""
     run_dir.write_json(paths.file("metrics.json"), {
+        "best": best,
         "run_id": paths.run_id,
         "complete": complete,
         "steps": steps,

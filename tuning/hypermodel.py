@@ -7,13 +7,22 @@ validation), and its minibatch size is the trial's `batch_size`.  Each trial
 also leaves `pilotstate_trial.json` beside keras-tuner's own files (its config,
 the logs of every epoch, wall time, which tuner ran it and how many times) and
 TensorBoard logs, for `python -m tuning report`.
+
+The objective, OBJECTIVE_NAME, is what `python -m trainer train` with the trial's
+config would export had it stopped after this epoch: the best epoch so far by
+the trainer's own rule (trainer.train.best_epoch), at the temperature fitted on
+that epoch's validation logits when temperature_scaling is on.  So the trial's
+score (the objective's lowest value) and its best epoch are the exported model's
+loss and epoch, and a trial stops early by the trainer's rule too
+(trainer.train.should_stop with the config's `patience`).  keras-tuner's
+SaveBestEpoch keeps the weights of that epoch, which Hyperband continues from.
 """
 from __future__ import annotations
 
 import os
 import posixpath
 import time
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 import keras_tuner as kt
@@ -24,10 +33,32 @@ from trainer.config import TrainConfig
 from trainer.distribution import per_replica_batch_size
 from trainer.model import build_model
 from trainer.summaries import TensorBoardLog
-from trainer.train import EpochResult, fit_loop, make_optimizer
+from trainer.train import EpochResult, best_epoch, fit_loop, make_optimizer, should_stop
 from tuning.space import SearchSpace
 
 TRIAL_RECORD = "pilotstate_trial.json"
+OBJECTIVE_NAME = "val_exported_balanced_log_loss"
+
+
+def exported_log_loss(history: list[dict]) -> float:
+    """The objective after the last epoch of `history` (epochs in trainer.train's shape,
+    with the temperature-scaled validation metrics as "calibrated")."""
+    return best_epoch(history)["calibrated"]["balanced_log_loss"]
+
+
+class _ObjectiveLogs(keras.callbacks.CallbackList):
+    """Callbacks whose epoch-end logs also hold the objective.
+
+    fit_loop builds an epoch's logs from that epoch alone, and the objective needs the
+    trial's history: `objective()` reads it (fit_loop's on_epoch hook, which keeps the
+    history, runs before the callbacks)."""
+
+    def __init__(self, callbacks: list, model: keras.Model, objective: Callable[[], float]):
+        super().__init__(callbacks, add_history=True, model=model)
+        self._objective = objective
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        super().on_epoch_end(epoch, {**(logs or {}), OBJECTIVE_NAME: self._objective()})
 
 
 class LSTMHyperModel(kt.HyperModel):
@@ -56,7 +87,8 @@ class LSTMHyperModel(kt.HyperModel):
         """Trains epochs initial_epoch .. epochs-1 (Hyperband continues earlier trials)."""
         config = self.trial_config(hp)
         optimizer = make_optimizer(model, config, self.strategy)
-        callback_list = keras.callbacks.CallbackList(list(callbacks), add_history=True, model=model)
+        history: list[dict] = []  # this run's epochs, in trainer.train's shape
+        callback_list = _ObjectiveLogs(list(callbacks), model, lambda: exported_log_loss(history))
         board = TensorBoardLog(tensorboard_dir)
         record_path = posixpath.join(trial_dir, TRIAL_RECORD)
         attempts = (run_dir.read_json(record_path)["attempts"] + 1
@@ -69,9 +101,14 @@ class LSTMHyperModel(kt.HyperModel):
 
         def on_epoch(result: EpochResult) -> None:
             board.validation(result.step, result.metrics, result.logits)
-            record["epochs"].append({"epoch": result.epoch, **result.keras_logs()})
+            history.append({"epoch": result.epoch + 1, "valid": result.metrics,
+                            "calibrated": result.calibrated})
+            record["epochs"].append({"epoch": result.epoch, **result.keras_logs(),
+                                     OBJECTIVE_NAME: exported_log_loss(history)})
             record["seconds"] = time.perf_counter() - started
             run_dir.write_json(record_path, record)
+            if should_stop(history, config.patience):
+                model.stop_training = True
 
         steps = config.steps_per_epoch
         fit_loop(model, optimizer, self.strategy, config, self.data_dir, self.manifest,

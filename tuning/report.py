@@ -5,10 +5,18 @@ pilotstate_trial.json that LSTMHyperModel.fit leaves beside each), so a search
 can be reviewed where its data is not.  Writes into TUNER_DIR/report/:
 
     trials.csv, trials.md        one row per trial, best first
-    objective_vs_<hp>.png        validation balanced log loss against each hyperparameter
+    objective_vs_<hp>.png        the objective against each hyperparameter (categories on
+                                 the x axis for front_end and temperature_scaling)
     per_class_best.png           per-class validation log loss by epoch, best trials
     hparams/                     TensorBoard HParams logs (tensorboard --logdir TUNER_DIR/report/hparams)
     best_config.json             the best trial's TrainConfig: `python -m trainer train --config`
+
+best_config.json is the best trial's config with `epochs` set to the epochs of
+training behind its best weights, so that the trainer (whose early stopping and
+best-epoch export follow the same rule as the trials, with the trial's patience)
+trains that far and exports that epoch.  A Hyperband trial that continues another
+starts from its parent's best-epoch weights with a fresh optimizer; its count
+includes its parent's (and so on up), which `trainer train` runs in one piece.
 """
 from __future__ import annotations
 
@@ -35,8 +43,11 @@ from tuning.hypermodel import TRIAL_RECORD  # noqa: E402
 from tuning.search import OBJECTIVE, PROJECT  # noqa: E402
 
 HYPERPARAMETERS = ("lstm_layers", "units_0", "units_1", "units_2", "dropout",
-                   "learning_rate", "batch_size")
-HPARAM_METRICS = ("balanced_log_loss", "log_loss", "balanced_accuracy")
+                   "learning_rate", "batch_size", "front_end", "window", "frame",
+                   "hop_fraction", "augment", "temperature_scaling")
+LOG2_AXES = ("batch_size", "units_0", "units_1", "units_2", "window", "frame")
+HPARAM_METRICS = (OBJECTIVE.name, "val_balanced_log_loss", "val_calibrated_balanced_log_loss",
+                  "val_log_loss", "val_balanced_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +55,14 @@ class TrialSummary:
     trial_id: str
     status: str
     hyperparameters: dict[str, Any]   # the active ones (keras-tuner's internal tuner/* removed)
-    score: Optional[float]            # best val_balanced_log_loss
-    best_epoch: Optional[int]
+    score: Optional[float]            # the objective's best value
+    best_epoch: Optional[int]         # 0-based, as Keras counts (from initial_epoch on)
     metrics: dict[str, float]         # the logs of the best epoch
     epochs: list[dict]                # this trial's epoch logs (pilotstate_trial.json)
     seconds: Optional[float]
     config: Optional[dict]
+    initial_epoch: int = 0            # > 0: Hyperband continued `parent` from its best epoch
+    parent: Optional[str] = None
 
 
 def load_trials(tuner_dir: str) -> list[TrialSummary]:
@@ -61,32 +74,46 @@ def load_trials(tuner_dir: str) -> list[TrialSummary]:
         record_path = posixpath.join(posixpath.dirname(path), TRIAL_RECORD)
         record = run_dir.read_json(record_path) if tf.io.gfile.exists(record_path) else {}
         # The best epoch's logs (not each metric's own best), else what keras-tuner kept.
+        # The record's epochs count from initial_epoch, keras-tuner's best_step from 0.
         epochs = record.get("epochs", [])
-        best = [e for e in epochs if e["epoch"] == trial.best_step]
+        best = (min(epochs, key=lambda e: e[OBJECTIVE.name])
+                if epochs and trial.score is not None else None)
         kept = {name: trial.metrics.get_best_value(name) for name in trial.metrics.metrics}
+        values = trial.hyperparameters.values
         trials.append(TrialSummary(
             trial_id=trial.trial_id, status=trial.status,
-            hyperparameters={k: v for k, v in trial.hyperparameters.values.items()
-                             if not k.startswith("tuner/")},
-            score=trial.score, best_epoch=trial.best_step if trial.score is not None else None,
-            metrics=best[0] if best else {k: v for k, v in kept.items() if v is not None},
-            epochs=epochs,
-            seconds=record.get("seconds"), config=record.get("config")))
+            hyperparameters={k: v for k, v in values.items() if not k.startswith("tuner/")},
+            score=trial.score, best_epoch=best["epoch"] if best else None,
+            metrics=best or {k: v for k, v in kept.items() if v is not None},
+            epochs=epochs, seconds=record.get("seconds"), config=record.get("config"),
+            initial_epoch=record.get("initial_epoch", 0), parent=values.get("tuner/trial_id")))
     if not trials:
         raise FileNotFoundError(f"no trials under {posixpath.join(tuner_dir, PROJECT)}")
     return sorted(trials, key=lambda t: (t.score is None, t.score or 0.0, t.trial_id))
 
 
+def _searched(trials: list[TrialSummary]) -> list[str]:
+    """The HYPERPARAMETERS that some trial has."""
+    return [n for n in HYPERPARAMETERS if any(n in t.hyperparameters for t in trials)]
+
+
 def _rows(trials: list[TrialSummary]) -> list[dict[str, Any]]:
+    """Table rows: hyperparameters, then the best epoch's validation figures (log losses
+    uncalibrated but for the objective and `calibrated`)."""
     rows = []
+    names = _searched(trials)
     for t in trials:
         row: dict[str, Any] = {"trial": t.trial_id, "status": t.status}
-        row.update({name: _fmt_hp(t.hyperparameters.get(name, "")) for name in HYPERPARAMETERS})
-        row["val_balanced_log_loss"] = _fmt(t.score)
-        row["val_log_loss"] = _fmt(t.metrics.get("val_log_loss"))
+        row.update({name: _fmt_hp(t.hyperparameters.get(name, "")) for name in names})
+        row["objective"] = _fmt(t.score)
+        row["balanced"] = _fmt(t.metrics.get("val_balanced_log_loss"))
+        row["calibrated"] = _fmt(t.metrics.get("val_calibrated_balanced_log_loss"))
+        row["temperature"] = _fmt(t.metrics.get("val_temperature"), 3)
+        row["log_loss"] = _fmt(t.metrics.get("val_log_loss"))
         for name in CLASSES:
             row[f"log_loss_{name}"] = _fmt(t.metrics.get(f"val_log_loss_{name}"))
         row["best_epoch"] = "" if t.best_epoch is None else t.best_epoch + 1
+        row["continues"] = t.parent or ""
         row["epochs_run"] = len(t.epochs)
         row["seconds"] = _fmt(t.seconds, 1)
         rows.append(row)
@@ -120,6 +147,7 @@ def _write_csv(path: str, trials: list[TrialSummary]) -> None:
 
 
 def plot_objective_vs_hyperparameters(trials: list[TrialSummary], out_dir: str) -> list[str]:
+    """One scatter per hyperparameter; strings and booleans on a categorical axis."""
     scored = [t for t in trials if t.score is not None]
     written = []
     for name in HYPERPARAMETERS:
@@ -128,14 +156,19 @@ def plot_objective_vs_hyperparameters(trials: list[TrialSummary], out_dir: str) 
             continue
         fig, ax = plt.subplots(figsize=(5, 3.5))
         xs, ys = zip(*points)
-        if name == "learning_rate":
+        if any(isinstance(x, (str, bool)) for x in xs):
+            categories = sorted({str(x) for x in xs})
+            ax.set_xticks(range(len(categories)), categories)
+            ax.set_xlim(-0.5, len(categories) - 0.5)
+            xs = [categories.index(str(x)) for x in xs]
+        elif name == "learning_rate":
             ax.set_xscale("log")
-        elif name == "batch_size" or name.startswith("units_"):
+        elif name in LOG2_AXES:
             ax.set_xscale("log", base=2)
         ax.scatter(xs, ys)
         ax.axhline(math.log(len(CLASSES)), color="grey", linestyle=":", label="chance (ln 4)")
         ax.set_xlabel(name)
-        ax.set_ylabel("val balanced log loss (best epoch)")
+        ax.set_ylabel(f"{OBJECTIVE.name}\n(best epoch)")
         ax.legend(loc="best")
         path = posixpath.join(out_dir, f"objective_vs_{name}.png")
         save_figure(fig, path)
@@ -164,28 +197,39 @@ def plot_per_class_of_best(trials: list[TrialSummary], out_dir: str, top: int) -
 
 
 def write_hparams_logs(trials: list[TrialSummary], log_dir: str) -> None:
-    """One HParams session per scored trial, with its best-epoch metrics."""
+    """One HParams session per scored trial, with its best-epoch metrics (TensorBoard's
+    HParams take strings and booleans as they are)."""
     scored = [t for t in trials if t.score is not None]
-    names = [n for n in HYPERPARAMETERS if any(n in t.hyperparameters for t in scored)]
+    names = _searched(scored)
     with tf.summary.create_file_writer(log_dir).as_default():
         hparams_api.hparams_config(
             hparams=[hparams_api.HParam(n) for n in names],
-            metrics=[hparams_api.Metric(f"val_{m}", display_name=m) for m in HPARAM_METRICS])
+            metrics=[hparams_api.Metric(m, display_name=m.removeprefix("val_"))
+                     for m in HPARAM_METRICS])
     for t in scored:
         with tf.summary.create_file_writer(posixpath.join(log_dir, t.trial_id)).as_default():
             hparams_api.hparams({n: t.hyperparameters[n] for n in names
                                  if n in t.hyperparameters}, trial_id=t.trial_id)
             for m in HPARAM_METRICS:
-                if f"val_{m}" in t.metrics:
-                    tf.summary.scalar(f"val_{m}", t.metrics[f"val_{m}"], step=0)
+                if m in t.metrics:
+                    tf.summary.scalar(m, t.metrics[m], step=0)
+
+
+def trained_epochs(trial: TrialSummary, trials: list[TrialSummary]) -> int:
+    """Epochs of training behind the trial's best weights, its parents' included."""
+    own = trial.best_epoch - trial.initial_epoch + 1
+    if trial.parent is None:
+        return own
+    parent = next(t for t in trials if t.trial_id == trial.parent)
+    return own + trained_epochs(parent, trials)
 
 
 def best_config(trials: list[TrialSummary]) -> TrainConfig:
-    """The best trial's config, trained for as many epochs as its best epoch needed."""
-    best = next((t for t in trials if t.score is not None and t.config), None)
+    """The best trial's config, trained for as many epochs as its best weights needed."""
+    best = next((t for t in trials if t.best_epoch is not None and t.config), None)
     if best is None:
         raise ValueError("no trial finished with a score: nothing to export")
-    return TrainConfig.from_dict({**best.config, "epochs": best.best_epoch + 1},
+    return TrainConfig.from_dict({**best.config, "epochs": trained_epochs(best, trials)},
                                  source=f"trial {best.trial_id}")
 
 

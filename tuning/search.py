@@ -10,9 +10,11 @@ Layout of a tuner directory (local or gs://):
 
 Re-running the same search resumes it (keras-tuner reloads the oracle; finished
 trials are kept); a search with different settings in the same directory is
-refused unless `overwrite` is set.  Distribution is keras-tuner's chief/worker
-mode, configured by KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and
-KERASTUNER_ORACLE_PORT; each process trains on all GPUs of its machine.
+refused unless `overwrite` is set.  A space that some trial could not train on
+(tuning.space.SearchSpace.check) is refused before the directory is touched.
+Distribution is keras-tuner's chief/worker mode, configured by KERASTUNER_TUNER_ID,
+KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT; each process trains on all GPUs
+of its machine.
 """
 from __future__ import annotations
 
@@ -21,20 +23,19 @@ import os
 import posixpath
 from typing import Any, Optional
 
-import keras
 import keras_tuner as kt
 import tensorflow as tf
 
 from trainer import data, run_dir
 from trainer.config import TrainConfig
 from trainer.distribution import make_strategy
-from tuning.hypermodel import LSTMHyperModel
+from tuning.hypermodel import OBJECTIVE_NAME, LSTMHyperModel
 from tuning.space import SearchSpace
 
 ALGORITHMS = ("hyperband", "bayesian", "random")
 PROJECT = "pilotstate"
 SETTINGS_NAME = "search.json"
-OBJECTIVE = kt.Objective("val_balanced_log_loss", direction="min")
+OBJECTIVE = kt.Objective(OBJECTIVE_NAME, direction="min")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,15 +45,14 @@ class SearchSettings:
     algorithm: str = "hyperband"
     max_trials: int = 10          # random and bayesian; hyperband's budget is epochs and factor
     hyperband_factor: int = 3
-    patience: int = 2             # epochs without improvement before a trial stops
     space: SearchSpace = SearchSpace()
     base: TrainConfig = TrainConfig()
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
-        if self.max_trials < 1 or self.patience < 1 or self.hyperband_factor < 2:
-            raise ValueError("max_trials and patience must be >= 1, hyperband_factor >= 2")
+        if self.max_trials < 1 or self.hyperband_factor < 2:
+            raise ValueError("max_trials must be >= 1, hyperband_factor >= 2")
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "space": self.space.to_dict(),
@@ -127,15 +127,24 @@ def _claim_directory(tuner_dir: str, settings: SearchSettings, overwrite: bool) 
     run_dir.write_json(path, settings.to_dict())
 
 
+def checked_base(settings: SearchSettings) -> tuple[TrainConfig, dict]:
+    """The base config with its window resolved, and the data's manifest; raises
+    tuning.space.SpaceError if some trial of the space could not train on the data."""
+    manifest = data.read_manifest(settings.data_dir)
+    base = data.resolve_window(settings.base, manifest)
+    settings.space.check(base, data.manifest_window(manifest))
+    return base, manifest
+
+
 def make_tuner(settings: SearchSettings, tuner_dir: str, *, overwrite: bool = False,
                strategy: Optional[tf.distribute.Strategy] = None) -> kt.Tuner:
     """The keras-tuner Tuner for `settings`; reloads an earlier search in `tuner_dir`."""
-    manifest = data.read_manifest(settings.data_dir)
-    base = data.resolve_window(settings.base, manifest)
+    base, manifest = checked_base(settings)
     strategy = strategy or make_strategy(base.devices)
     hypermodel = LSTMHyperModel(settings.space, base, settings.data_dir, manifest, strategy)
+    # keras-tuner draws a random seed for a falsy one, so seed 0 would not repeat a search.
     common = dict(hypermodel=hypermodel, objective=OBJECTIVE, directory=tuner_dir,
-                  project_name=PROJECT, overwrite=overwrite, seed=base.seed,
+                  project_name=PROJECT, overwrite=overwrite, seed=base.seed + 1,
                   distribution_strategy=strategy)
     if settings.algorithm == "hyperband":
         return Hyperband(max_epochs=base.epochs, factor=settings.hyperband_factor, **common)
@@ -146,11 +155,10 @@ def make_tuner(settings: SearchSettings, tuner_dir: str, *, overwrite: bool = Fa
 
 def search(settings: SearchSettings, tuner_dir: str, overwrite: bool = False) -> kt.Tuner:
     """Runs (or resumes) the search; returns the tuner.  Workers never overwrite."""
+    checked_base(settings)  # before the directory is claimed (or wiped)
     overwrite = overwrite and not is_worker()
     if not is_worker():
         _claim_directory(tuner_dir, settings, overwrite)
     tuner = make_tuner(settings, tuner_dir, overwrite=overwrite)
-    stop_early = keras.callbacks.EarlyStopping(
-        monitor=OBJECTIVE.name, mode="min", patience=settings.patience)
-    tuner.search(epochs=settings.base.epochs, callbacks=[stop_early])
+    tuner.search(epochs=settings.base.epochs)
     return tuner
