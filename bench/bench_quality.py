@@ -19,7 +19,8 @@ WORK/quality.md.  Steps whose output exists are reused, so a run can be resumed.
     python bench/bench_quality.py --work bench-out/quality                # scale 0.1, seeds 0,1,2
     python bench/bench_quality.py --work /tmp/q --scale 0.02 --seeds 0   # a quick look
 
-Targets (issue 10): the default LSTM's test log loss <= 0.8x the GBM peer's,
+Targets (issue 10), judged with predict's default prior: the default LSTM's test
+log loss <= 0.8x the GBM peer's,
 overall and balanced (bar 1.0x); its balanced validation log loss below the
 band-power baseline's, on time blocks and on held-out crews.
 """
@@ -44,6 +45,7 @@ import peer_gbm  # noqa: E402
 from measure import measure  # noqa: E402
 
 from trainer import record_spec as spec  # noqa: E402
+from trainer.prior import DEFAULT_PRIOR  # noqa: E402
 from trainer.score import score  # noqa: E402
 
 SCHEMES = {"time-blocks": [], "holdout-crews": ["--holdout-crews", "3,7"]}
@@ -147,8 +149,8 @@ def main() -> None:
                         help="the Beam job's --window (default: its own default)")
     parser.add_argument("--schemes", default=",".join(SCHEMES),
                         help=f"validation schemes; default {','.join(SCHEMES)}")
-    parser.add_argument("--priors", default="em,train,none",
-                        help="predict --prior choices scored; default em,train,none")
+    parser.add_argument("--priors", default="bbse,em,train,none",
+                        help="predict --prior choices scored; default bbse,em,train,none")
     parser.add_argument("--trainer-args", default="",
                         help="extra `trainer train` options, e.g. \"--front-end raw\"")
     args = parser.parse_args()
@@ -184,15 +186,17 @@ def main() -> None:
                          for k in ("log_loss", "balanced_log_loss")},
         }
         r = results["schemes"][scheme]
-        best_prior = min(priors, key=lambda p: r["lstm"][p]["log_loss"]["mean"])
-        ratios = {k: r["lstm"][best_prior][k]["mean"] / r["gbm"][k]["mean"]
+        # The targets are about what `predict` does by default.
+        judged = DEFAULT_PRIOR if DEFAULT_PRIOR in priors else priors[0]
+        ratios = {k: r["lstm"][judged][k]["mean"] / r["gbm"][k]["mean"]
                   for k in ("log_loss", "balanced_log_loss")}
         r["targets"] = {
-            "best_prior": best_prior,
+            "prior": judged,
+            "best_prior_overall": min(priors, key=lambda p: r["lstm"][p]["log_loss"]["mean"]),
             "lstm_over_gbm": {k: round(v, 3) for k, v in ratios.items()},
             "target_met": all(v <= TARGET_RATIO for v in ratios.values()),
             "bar_met": all(v <= BAR_RATIO for v in ratios.values()),
-            "valid_below_baseline": (r["lstm"][best_prior]["valid_balanced"]["mean"]
+            "valid_below_baseline": (r["lstm"][judged]["valid_balanced"]["mean"]
                                      < r["baseline"]["valid_balanced"]["mean"]),
         }
     markdown = table(results, priors)

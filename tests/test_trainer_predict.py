@@ -8,7 +8,7 @@ import pytest
 
 from trainer import data, run_dir
 from trainer.predict import IdLedger, rows_from_windows
-from trainer.prior import correct_prior, estimate_prior_em
+from trainer.prior import correct_prior, estimate_prior_bbse, estimate_prior_em
 from trainer.score import score
 from trainer.task import main
 
@@ -55,17 +55,21 @@ def test_prior_option_applies_bayes_rule(submission, trainer_trained_job, traine
     np.testing.assert_allclose(corrected.to_numpy(), expected, rtol=1e-4, atol=1e-6)
 
 
-def test_default_prior_is_em_estimated_from_the_test_predictions(
-        submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
-    """`predict` without --prior: the EM estimate of the test prior, from the same
-    probabilities the plain submission holds (every row counted once)."""
+def _predict_summary(capsys, *args: str) -> dict:
     import json
 
-    out = str(tmp_path / "em.csv")
     capsys.readouterr()
-    assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
-                 "--out", out, "--stride", "16"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    assert main(["predict", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_prior_em_is_estimated_from_the_test_predictions(
+        submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
+    """--prior em: the EM estimate from the same probabilities the plain submission
+    holds (every row counted once), then Bayes' rule."""
+    out = str(tmp_path / "em.csv")
+    summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
+                               "--out", out, "--stride", "16", "--prior", "em")
     plain = pd.read_csv(submission).set_index("id").sort_index().to_numpy(np.float64)
     training_prior = np.array(run_dir.read_json(
         run_dir.find_run(trainer_trained_job).file("run.json"))["training_prior"])
@@ -76,6 +80,26 @@ def test_default_prior_is_em_estimated_from_the_test_predictions(
     np.testing.assert_allclose(corrected, correct_prior(plain, training_prior,
                                                         np.array(summary["prior"])),
                                rtol=1e-3, atol=1e-5)
+
+
+def test_default_prior_is_bbse_from_the_validation_confusion(
+        submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
+    """No --prior: black-box shift estimation from the mean test prediction and the
+    validation confusion that `train` stored in run.json."""
+    out = str(tmp_path / "bbse.csv")
+    summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
+                               "--out", out, "--stride", "16")
+    run_info = run_dir.read_json(run_dir.find_run(trainer_trained_job).file("run.json"))
+    confusion = np.array(run_info["valid_soft_confusion"])
+    assert confusion.shape == (4, 4)
+    np.testing.assert_allclose(confusion.sum(axis=1), 1.0, atol=1e-6)
+    plain = pd.read_csv(submission).to_numpy(np.float64)[:, 1:]
+    np.testing.assert_allclose(summary["prior"], estimate_prior_bbse(plain.mean(axis=0), confusion),
+                               atol=2e-4)
+    # The fixture's test labels: BBSE lands near their shares.
+    labels = pd.read_csv(os.path.join(trainer_data_dir, "test_labels.csv"))["event"]
+    shares = labels.value_counts(normalize=True).reindex(list("ABCD")).to_numpy()
+    np.testing.assert_allclose(summary["prior"], shares, atol=0.05)
 
 
 def test_score_refuses_missing_ids(submission, trainer_data_dir, tmp_path):

@@ -38,7 +38,7 @@ class TrainConfig:
     window: Optional[int] = None  # rows per window; None = the manifest's window
     # Optimisation.
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-2    # AdamW's decoupled weight decay (0: Adam)
+    weight_decay: float = 0.0     # AdamW's decoupled weight decay (0: Adam)
     global_batch_size: int = 256  # split evenly over the replicas
     epochs: int = 40              # an epoch = steps_per_epoch steps, then validation
     steps_per_epoch: int = 25

@@ -26,7 +26,8 @@ from trainer import record_spec as spec
 from trainer.config import TrainConfig
 from trainer.metrics import softmax
 from trainer.model import logits_function
-from trainer.prior import DEFAULT_PRIOR, PriorEstimate, correct_prior, estimate_prior_em, parse_prior
+from trainer.prior import (DEFAULT_PRIOR, PriorEstimate, correct_prior, estimate_prior_bbse,
+                           estimate_prior_em, parse_prior)
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +135,9 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         segments.append((ids, softmax(window_logits.astype(np.float64) / temperature), index))
     ledger.check_complete()
     summary = {"rows": ledger.count, "run_id": paths.run_id, "temperature": temperature}
-    if target is PriorEstimate.EM:
-        target, iterations = estimate_prior_em(
-            np.concatenate([probs for _, probs, _ in segments]), training_prior,
-            weights=np.concatenate([np.bincount(index, minlength=len(probs))
-                                    for _, probs, index in segments]))
-        summary["em_iterations"] = iterations
-        log.info("test prior estimated by EM in %d iterations: %s", iterations,
+    if isinstance(target, PriorEstimate):
+        target = _estimate_test_prior(target, segments, training_prior, run_info, summary)
+        log.info("test prior estimated by %s: %s", target_name(prior),
                  ", ".join(f"{c} {p:.3f}" for c, p in zip(spec.CLASSES, target)))
     summary["prior"] = None if target is None else target.tolist()
     with tf.io.gfile.GFile(out, "wb") as f:
@@ -151,6 +148,27 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
             f.write(_csv_rows(ids, probs[index]))
     log.info("wrote %d rows to %s", ledger.count, out)
     return summary
+
+
+def target_name(prior: str) -> str:
+    return {"em": "EM", "bbse": "black-box shift estimation"}.get(prior, prior)
+
+
+def _estimate_test_prior(estimate: PriorEstimate, segments: list, training_prior: np.ndarray,
+                         run_info: dict, summary: dict) -> np.ndarray:
+    """The test prior estimated from the windows' probabilities (each weighted by the
+    rows it predicts, so every row counts once)."""
+    probs = np.concatenate([p for _, p, _ in segments])
+    weights = np.concatenate([np.bincount(index, minlength=len(p)) for _, p, index in segments])
+    if estimate is PriorEstimate.EM:
+        target, summary["em_iterations"] = estimate_prior_em(probs, training_prior,
+                                                             weights=weights)
+        return target
+    confusion = run_info.get("valid_soft_confusion")
+    if confusion is None:
+        raise ValueError("--prior bbse needs the validation confusion that `trainer train` "
+                         "stores in run.json (valid_soft_confusion): retrain, or use --prior em")
+    return estimate_prior_bbse(np.average(probs, axis=0, weights=weights), np.array(confusion))
 
 
 def _csv_rows(ids: np.ndarray, probs: np.ndarray) -> bytes:

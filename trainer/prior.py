@@ -16,23 +16,27 @@ import numpy as np
 from trainer.record_spec import CLASSES, NUM_CLASSES
 
 PRIOR_HELP = ("none (keep the training prior), train (the training rows' class shares), "
-              "uniform, em (estimated from the test predictions by EM), "
+              "uniform, em (estimated from the test predictions by EM), bbse (estimated from "
+              "the test predictions and the validation confusion), "
               "or explicit shares like A=0.58,B=0.03,C=0.34,D=0.05")
 
 
 # The target prior `predict` uses unless told otherwise: the choice that scored best
 # on unseen test sessions (README, "Model quality").
-DEFAULT_PRIOR = "em"
+DEFAULT_PRIOR = "bbse"
 
 
-# The smallest share EM may give a class the model was trained on (see estimate_prior_em).
-EM_MIN_SHARE = 0.02
+# The smallest share an estimate may give a class the model was trained on (see
+# estimate_prior_em).
+MIN_ESTIMATED_SHARE = 0.02
 
 
 class PriorEstimate(enum.Enum):
     """A target prior that only the test predictions can give, so parse_prior cannot
-    return it as shares: the caller runs the estimate (EM: `estimate_prior_em`)."""
+    return it as shares: the caller runs the estimate (`estimate_prior_em`,
+    `estimate_prior_bbse`)."""
     EM = "em"
+    BBSE = "bbse"
 
 
 def parse_prior(text: Optional[str], manifest: dict
@@ -41,8 +45,8 @@ def parse_prior(text: Optional[str], manifest: dict
     PriorEstimate.EM for `em`, otherwise the shares (summing to 1)."""
     if text is None or text == "none":
         return None
-    if text == PriorEstimate.EM.value:
-        return PriorEstimate.EM
+    if text in {e.value for e in PriorEstimate}:
+        return PriorEstimate(text)
     if text == "uniform":
         return np.full(NUM_CLASSES, 1.0 / NUM_CLASSES)
     if text == "train":
@@ -91,7 +95,7 @@ def correct_prior(probs: np.ndarray, training_prior: np.ndarray,
 
 
 def estimate_prior_em(probs: np.ndarray, training_prior: np.ndarray, *,
-                      weights: Optional[np.ndarray] = None, min_share: float = EM_MIN_SHARE,
+                      weights: Optional[np.ndarray] = None, min_share: float = MIN_ESTIMATED_SHARE,
                       max_iterations: int = 1000,
                       tolerance: float = 1e-8) -> tuple[np.ndarray, int]:
     """The test set's class prior, estimated by EM from the model's posteriors alone
@@ -136,6 +140,38 @@ def estimate_prior_em(probs: np.ndarray, training_prior: np.ndarray, *,
         if change < tolerance:
             return prior, iteration
     return prior, max_iterations
+
+
+def soft_confusion(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[true class, predicted class]: the mean predicted probabilities of each class's
+    rows (a row of zeros for a class without rows)."""
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES))
+    np.add.at(confusion, np.asarray(labels), np.asarray(probs, dtype=np.float64))
+    counts = np.bincount(labels, minlength=NUM_CLASSES)[:, None]
+    return np.divide(confusion, counts, out=np.zeros_like(confusion), where=counts > 0)
+
+
+def estimate_prior_bbse(mean_probs: np.ndarray, confusion: np.ndarray, *,
+                        min_share: float = MIN_ESTIMATED_SHARE) -> np.ndarray:
+    """The test set's class prior by black-box shift estimation (Lipton, Wang & Smola
+    2018, "Detecting and correcting for label shift with black box predictors"), with
+    soft predictions.
+
+    Under label shift a class's rows look the same in validation and test, so the
+    model's mean test prediction `mean_probs` is the mix, by the test prior q, of the
+    rows of `confusion` (soft_confusion on the validation split): mean_probs = C^T q.
+    Unlike EM this does not assume calibrated probabilities: a model that calls a
+    third of the A rows D on validation and on test alike is corrected for it.  The
+    least-squares solution is clipped at 0, and every class validated on keeps at
+    least `min_share` (as in estimate_prior_em).
+    """
+    present = np.asarray(confusion).sum(axis=1) > 0
+    shares, *_ = np.linalg.lstsq(np.asarray(confusion, dtype=np.float64).T,
+                                 np.asarray(mean_probs, dtype=np.float64), rcond=None)
+    shares = np.where(present, np.clip(shares, 0.0, None), 0.0)
+    if shares.sum() <= 0:
+        shares = present / present.sum()
+    return _with_floor(shares / shares.sum(), np.where(present, min_share, 0.0))
 
 
 def _with_floor(shares: np.ndarray, floor: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ from trainer.config import TrainConfig
 from trainer.distribution import make_strategy, per_replica_batch_size, replica_devices
 from trainer.metrics import classification_metrics, softmax
 from trainer.model import build_model, logits_function
+from trainer.prior import soft_confusion
 from trainer.record_spec import CLASSES
 from trainer.summaries import TensorBoardLog
 
@@ -266,7 +267,8 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
 
     best = best_epoch(history)
     best_weights.restore(best_manager.latest_checkpoint).expect_partial()
-    best["temperature"], best["calibrated"] = calibrate(model, config, data_dir, manifest)
+    best["temperature"], best["calibrated"], confusion = calibrate(model, config, data_dir,
+                                                                   manifest)
     log.info("exporting epoch %d (balanced validation log loss %.4f; %.4f at temperature %.3f)",
              best["epoch"], best["valid"]["balanced_log_loss"],
              best["calibrated"]["balanced_log_loss"], best["temperature"])
@@ -281,7 +283,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
                    int(optimizer.iterations.numpy()), complete=True, best=best)
     run_dir.update_json(paths.file("run.json"), {
         "exported_epoch": best["epoch"], "exported_step": best["step"],
-        "temperature": best["temperature"]})
+        "temperature": best["temperature"], "valid_soft_confusion": confusion.tolist()})
     run_dir.finish_run(job_dir, paths)
     return paths
 
@@ -297,12 +299,17 @@ def should_stop(history: list[dict], patience: int) -> bool:
 
 
 def calibrate(model: keras.Model, config: TrainConfig, data_dir: str,
-              manifest: dict) -> tuple[float, dict]:
+              manifest: dict) -> tuple[float, dict, np.ndarray]:
     """The temperature fitted on the validation split (1.0 when temperature scaling is
-    off) and the validation metrics at that temperature."""
+    off), the validation metrics at that temperature, and the soft confusion matrix
+    that `predict --prior bbse` needs.
+
+    Computed afresh from the restored weights rather than kept from their epoch: after
+    a resume that epoch's logits are gone, and it checks what is exported."""
     logits, labels = validation_logits(logits_function(model, config.window),
                                        data.valid_dataset(data_dir, manifest, config))
-    return temperature_scaled(logits, labels, config.temperature_scaling)
+    temperature, metrics = temperature_scaled(logits, labels, config.temperature_scaling)
+    return temperature, metrics, soft_confusion(softmax(logits / temperature), labels)
 
 
 def _write_metrics(paths: run_dir.RunPaths, config: TrainConfig, history: list[dict],

@@ -5,7 +5,7 @@ time, so a front end's frames are 1 + (window - frame) // hop steps long.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -15,6 +15,11 @@ from trainer import record_spec as spec
 
 PACKAGE = "pilotstate"
 LOG_FLOOR = 1e-6  # power floor (scaled units^2): a flat channel gives log(LOG_FLOOR), not -inf
+
+
+def frames(length: Optional[int], frame: int, hop: int) -> Optional[int]:
+    """How many frames of `frame` rows every `hop` rows a sequence of `length` rows has."""
+    return None if length is None else 1 + (length - frame) // hop
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -74,7 +79,7 @@ class BandLogPower(keras.layers.Layer):
         return tf.reshape(bands, [shape[0], shape[1], bands.shape[2] * bands.shape[3]])
 
     def compute_output_shape(self, input_shape):
-        steps = None if input_shape[1] is None else 1 + (input_shape[1] - self.frame) // self.hop
+        steps = frames(input_shape[1], self.frame, self.hop)
         return (input_shape[0], steps, input_shape[2] * len(self.bands_hz))
 
     def get_config(self):
@@ -104,7 +109,7 @@ class FrameStatistics(keras.layers.Layer):
         return tf.concat([mean, sd], -1)
 
     def compute_output_shape(self, input_shape):
-        steps = None if input_shape[1] is None else 1 + (input_shape[1] - self.frame) // self.hop
+        steps = frames(input_shape[1], self.frame, self.hop)
         return (input_shape[0], steps, 2 * input_shape[2])
 
     def get_config(self):
@@ -125,7 +130,7 @@ class LogMeanSquare(keras.layers.Layer):
         return tf.math.log(power + LOG_FLOOR)
 
     def compute_output_shape(self, input_shape):
-        steps = None if input_shape[1] is None else 1 + (input_shape[1] - self.frame) // self.hop
+        steps = frames(input_shape[1], self.frame, self.hop)
         return (input_shape[0], steps, input_shape[2])
 
     def get_config(self):

@@ -1,10 +1,11 @@
-"""EM estimate of the test set's class prior (Saerens et al. 2002) and `--prior em`."""
+"""Estimates of the test set's class prior: EM (Saerens et al. 2002, `--prior em`) and
+black-box shift estimation (Lipton et al. 2018, `--prior bbse`)."""
 import numpy as np
 import pytest
 
 from trainer.metrics import row_log_losses, softmax
-from trainer.prior import (EM_MIN_SHARE, PRIOR_HELP, PriorEstimate, correct_prior,
-                           estimate_prior_em, parse_prior)
+from trainer.prior import (MIN_ESTIMATED_SHARE, PRIOR_HELP, PriorEstimate, correct_prior,
+                           estimate_prior_bbse, estimate_prior_em, parse_prior, soft_confusion)
 
 TEST_PRIOR = np.array([0.88, 0.02, 0.06, 0.04])
 UNIFORM = np.full(4, 0.25)
@@ -100,7 +101,7 @@ def test_parse_prior_em_is_left_to_the_caller():
 def test_a_class_the_model_never_predicts_keeps_the_floor_share():
     """On sessions unlike the training ones a model may all but never predict a class;
     plain EM drives its share to ~0 (and every row of it to ~34 nats), the floor keeps
-    it at EM_MIN_SHARE."""
+    it at MIN_ESTIMATED_SHARE."""
     probs, labels = calibrated_posteriors(UNIFORM)
     blind = probs.copy()
     blind[:, 1] = 1e-9  # never says B, though 2% of the rows are B
@@ -108,8 +109,40 @@ def test_a_class_the_model_never_predicts_keeps_the_floor_share():
     plain, _ = estimate_prior_em(blind, UNIFORM, min_share=0.0)
     assert plain[1] < 1e-6
     floored, _ = estimate_prior_em(blind, UNIFORM)
-    assert floored[1] == pytest.approx(EM_MIN_SHARE)
-    assert floored.min() >= EM_MIN_SHARE - 1e-12 and floored.sum() == pytest.approx(1.0)
+    assert floored[1] == pytest.approx(MIN_ESTIMATED_SHARE)
+    assert floored.min() >= MIN_ESTIMATED_SHARE - 1e-12 and floored.sum() == pytest.approx(1.0)
     b_rows = labels == 1
     assert mean_log_loss(correct_prior(blind, UNIFORM, floored)[b_rows], labels[b_rows]) < \
         mean_log_loss(correct_prior(blind, UNIFORM, plain)[b_rows], labels[b_rows]) - 5
+
+
+def test_bbse_recovers_the_prior_of_a_model_that_confuses_classes():
+    """A model that calls 40% of the A rows D (on validation and on test alike) makes EM
+    overestimate D; black-box shift estimation corrects for the confusion."""
+    rng = np.random.default_rng(3)
+    confusion = np.array([[0.55, 0.03, 0.02, 0.40], [0.30, 0.20, 0.10, 0.40],
+                          [0.02, 0.03, 0.93, 0.02], [0.08, 0.02, 0.00, 0.90]])
+
+    def predictions(prior: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.choice(4, size=n, p=prior)
+        draws = rng.gamma(confusion[labels] * 50 + 1e-3)  # a Dirichlet draw per row
+        return draws / draws.sum(axis=1, keepdims=True), labels
+
+    valid_probs, valid_labels = predictions(UNIFORM, 20_000)
+    measured = soft_confusion(valid_probs, valid_labels)
+    np.testing.assert_allclose(measured, confusion, atol=0.01)
+    test_probs, _ = predictions(TEST_PRIOR, 50_000)
+    bbse = estimate_prior_bbse(test_probs.mean(axis=0), measured)
+    np.testing.assert_allclose(bbse, TEST_PRIOR, atol=0.015)
+    em, _ = estimate_prior_em(test_probs, UNIFORM)
+    assert em[3] > TEST_PRIOR[3] + 0.04  # EM takes the confused A rows for D
+    assert np.abs(em - TEST_PRIOR).max() > 3 * np.abs(bbse - TEST_PRIOR).max()
+
+
+def test_bbse_keeps_the_floor_and_ignores_classes_never_validated():
+    confusion = np.eye(4)
+    confusion[1] = 0.0  # no B rows in validation
+    prior = estimate_prior_bbse(np.array([0.97, 0.0, 0.03, 0.0]), confusion)
+    assert prior[1] == 0.0 and prior[3] == pytest.approx(MIN_ESTIMATED_SHARE)
+    assert prior.sum() == pytest.approx(1.0)
+    assert parse_prior("bbse", {}) is PriorEstimate.BBSE
