@@ -1,7 +1,8 @@
 """PNG plots of a finished run (matplotlib, Agg backend), in <run dir>/plots/.
 
-loss.png       training loss and validation log loss per epoch, overall and per class
-confusion.png  the last epoch's validation confusion matrix
+loss.png       training loss and validation log loss per epoch, overall and per class,
+               the exported (best) epoch marked
+confusion.png  the exported epoch's validation confusion matrix
 session.png    logits and probabilities over time for one validation session,
                next to its true labels
 """
@@ -36,7 +37,7 @@ def save_figure(fig: plt.Figure, path: str) -> None:
         f.write(buffer.getvalue())
 
 
-def loss_figure(history: list[dict]) -> plt.Figure:
+def loss_figure(history: list[dict], exported_epoch: int) -> plt.Figure:
     epochs = [e["epoch"] for e in history]
     fig, (overall, per_class) = plt.subplots(1, 2, figsize=(12, 4))
     overall.plot(epochs, [e["train_loss"] for e in history], "o-", label="train (weighted)")
@@ -44,6 +45,9 @@ def loss_figure(history: list[dict]) -> plt.Figure:
     overall.plot(epochs, [e["valid"]["balanced_log_loss"] for e in history], "o--",
                  label="valid, balanced")
     overall.axhline(np.log(spec.NUM_CLASSES), color="grey", lw=0.8, label="ln 4 (chance)")
+    for ax in (overall, per_class):
+        ax.axvline(exported_epoch, color="black", ls=":", lw=1,
+                   label=f"exported (epoch {exported_epoch})")
     overall.set(title="log loss", xlabel="epoch")
     overall.legend()
     for name in spec.CLASSES:
@@ -55,14 +59,15 @@ def loss_figure(history: list[dict]) -> plt.Figure:
     return fig
 
 
-def confusion_figure(confusion: list[list[int]]) -> plt.Figure:
+def confusion_figure(confusion: list[list[int]], epoch: int) -> plt.Figure:
     matrix = np.asarray(confusion)
     fig, ax = plt.subplots(figsize=(5, 4.5))
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax)
     ticks = range(spec.NUM_CLASSES)
     ax.set(xticks=ticks, yticks=ticks, xticklabels=spec.CLASSES, yticklabels=spec.CLASSES,
-           xlabel="predicted", ylabel="true", title="validation confusion matrix")
+           xlabel="predicted", ylabel="true",
+           title=f"validation confusion matrix, epoch {epoch} (exported)")
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, str(value), ha="center", va="center",
                 color="white" if value > matrix.max() / 2 else "black")
@@ -106,15 +111,16 @@ def session_figure(name: str, time: np.ndarray, logits: np.ndarray,
     return fig
 
 
-def write_run_plots(paths: run_dir.RunPaths, history: list[dict], model: keras.Model,
-                    data_dir: str, manifest: dict, config: TrainConfig) -> list[str]:
-    """Writes the PLOTS into <run dir>/plots/; returns their paths."""
+def write_run_plots(paths: run_dir.RunPaths, history: list[dict], exported: dict,
+                    model: keras.Model, data_dir: str, manifest: dict,
+                    config: TrainConfig) -> list[str]:
+    """Writes the PLOTS into <run dir>/plots/; returns their paths.  `exported` is the
+    epoch record (of `history`) whose weights `model` holds."""
     plot_dir = paths.file("plots")
     tf.io.gfile.makedirs(plot_dir)
-    figures = []
-    if history:
-        figures += [("loss.png", loss_figure(history)),
-                    ("confusion.png", confusion_figure(history[-1]["valid"]["confusion"]))]
+    figures = [("loss.png", loss_figure(history, exported["epoch"])),
+               ("confusion.png", confusion_figure(exported["valid"]["confusion"],
+                                                  exported["epoch"]))]
     figures.append(("session.png", session_figure(*session_trace(model, data_dir, manifest, config))))
     written = []
     for name, fig in figures:

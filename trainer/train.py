@@ -278,7 +278,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
                     best["calibrated"]["balanced_log_loss"], len(CLASSES))
     _save_keras(model, paths.keras_model)
     model.export(paths.saved_model, verbose=False)
-    plots.write_run_plots(paths, history, model, data_dir, manifest, config)
+    plots.write_run_plots(paths, history, best, model, data_dir, manifest, config)
     _write_metrics(paths, config, history, prior, resumes,
                    int(optimizer.iterations.numpy()), complete=True, best=best)
     run_dir.update_json(paths.file("run.json"), {
