@@ -37,7 +37,7 @@ class TrainConfig:
     dropout: float = 0.2       # input dropout of each LSTM layer (cuDNN-compatible)
     window: Optional[int] = None  # rows per window; None = the manifest's window
     # Optimisation.
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
     weight_decay: float = 0.0     # AdamW's decoupled weight decay (0: Adam)
     global_batch_size: int = 256  # split evenly over the replicas
     epochs: int = 40              # an epoch = steps_per_epoch steps, then validation
