@@ -20,9 +20,9 @@ WORK/quality.md.  Steps whose output exists are reused, so a run can be resumed.
     python bench/bench_quality.py --work /tmp/q --scale 0.02 --seeds 0   # a quick look
 
 Targets (issue 10), judged with predict's default prior: the default LSTM's test
-log loss <= 0.8x the GBM peer's,
-overall and balanced (bar 1.0x); its balanced validation log loss below the
-band-power baseline's, on time blocks and on held-out crews.
+log loss <= 0.8x the GBM peer's, overall and balanced (bar 1.0x); its balanced
+validation log loss below the band-power baseline's, on time blocks and on
+held-out crews.
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 from typing import Optional
 

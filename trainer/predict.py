@@ -112,9 +112,9 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     """Writes `out` (id,A,B,C,D); returns a summary (rows, prior used, temperature).
 
     The run's temperature (fitted on validation) is applied first, then the prior
-    correction.  With `em` the test prior is estimated from all test predictions
-    before any row is written, so the windows' probabilities are kept in memory
-    (4 floats per window, not per row).
+    correction.  An estimated prior (`bbse`, `em`) needs all test predictions before
+    any row is written, so the windows' probabilities are kept in memory (4 floats
+    per window, not per row).
     """
     paths = run_dir.find_run(run)
     config = TrainConfig.load(paths.file("config.json"))
@@ -137,7 +137,7 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     summary = {"rows": ledger.count, "run_id": paths.run_id, "temperature": temperature}
     if isinstance(target, PriorEstimate):
         target = _estimate_test_prior(target, segments, training_prior, run_info, summary)
-        log.info("test prior estimated by %s: %s", target_name(prior),
+        log.info("test prior estimated (--prior %s): %s", prior,
                  ", ".join(f"{c} {p:.3f}" for c, p in zip(spec.CLASSES, target)))
     summary["prior"] = None if target is None else target.tolist()
     with tf.io.gfile.GFile(out, "wb") as f:
@@ -148,10 +148,6 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
             f.write(_csv_rows(ids, probs[index]))
     log.info("wrote %d rows to %s", ledger.count, out)
     return summary
-
-
-def target_name(prior: str) -> str:
-    return {"em": "EM", "bbse": "black-box shift estimation"}.get(prior, prior)
 
 
 def _estimate_test_prior(estimate: PriorEstimate, segments: list, training_prior: np.ndarray,

@@ -3,8 +3,9 @@
 A model trained on balanced windows predicts as if every class were equally
 likely; the test data is not (A ~58%, B ~3%).  Bayes' rule moves it to a target
 prior: p'(c) is proportional to p(c) * target(c) / training_prior(c).  The
-target is either given or estimated from the unlabelled test predictions
-themselves by EM (`estimate_prior_em`).
+target is either given or estimated from the unlabelled test predictions: by
+black-box shift estimation with the validation confusion (`estimate_prior_bbse`)
+or by EM (`estimate_prior_em`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ DEFAULT_PRIOR = "bbse"
 
 
 # The smallest share an estimate may give a class the model was trained on (see
-# estimate_prior_em).
+# estimate_prior_em and estimate_prior_bbse).
 MIN_ESTIMATED_SHARE = 0.02
 
 
@@ -41,8 +42,8 @@ class PriorEstimate(enum.Enum):
 
 def parse_prior(text: Optional[str], manifest: dict
                 ) -> Union[None, np.ndarray, PriorEstimate]:
-    """The target prior named by `text` (see PRIOR_HELP): None for no correction,
-    PriorEstimate.EM for `em`, otherwise the shares (summing to 1)."""
+    """The target prior named by `text` (see PRIOR_HELP): None for no correction, a
+    PriorEstimate for `em` or `bbse`, otherwise the shares (summing to 1)."""
     if text is None or text == "none":
         return None
     if text in {e.value for e in PriorEstimate}:
