@@ -40,7 +40,7 @@ test-docker: venv
 DEMO_TRAIN_ARGS ?=
 DEMO_TUNE_ARGS  ?= --algorithm random --max-trials 4 --max-layers 2 --units 32,64 \
                    --batch-sizes 128,256 --augment 0,1 --epochs 10 --patience 3
-DEMO_PRIOR      ?= bbse
+DEMO_PRIOR      ?= train
 
 demo: venv
 	@echo "== 1/8 generate Kaggle-format CSVs"

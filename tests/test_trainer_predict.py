@@ -82,13 +82,32 @@ def test_prior_em_is_estimated_from_the_test_predictions(
                                rtol=1e-3, atol=1e-5)
 
 
-def test_default_prior_is_bbse_from_the_validation_confusion(
+def test_default_prior_is_the_training_prior(
         submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
-    """No --prior: black-box shift estimation from the mean test prediction and the
+    """No --prior: Bayes' rule from the prior the model trained under (run.json) to the
+    training rows' class shares (the manifest's counts)."""
+    out = str(tmp_path / "default.csv")
+    summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
+                               "--out", out, "--stride", "16")
+    rows = data.read_manifest(trainer_data_dir)["splits"]["train"]["rows_per_class"]
+    train_shares = np.array([rows.get(c, 0) for c in "ABCD"], dtype=np.float64)
+    train_shares /= train_shares.sum()
+    np.testing.assert_allclose(summary["prior"], train_shares, atol=1e-9)
+    model_prior = np.array(run_dir.read_json(
+        run_dir.find_run(trainer_trained_job).file("run.json"))["training_prior"])
+    plain = pd.read_csv(submission).set_index("id").sort_index().to_numpy(np.float64)
+    corrected = pd.read_csv(out).set_index("id").sort_index().to_numpy()
+    np.testing.assert_allclose(corrected, correct_prior(plain, model_prior, train_shares),
+                               rtol=1e-3, atol=1e-5)
+
+
+def test_prior_bbse_is_estimated_with_the_validation_confusion(
+        submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
+    """--prior bbse: black-box shift estimation from the mean test prediction and the
     validation confusion that `train` stored in run.json."""
     out = str(tmp_path / "bbse.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
-                               "--out", out, "--stride", "16")
+                               "--out", out, "--stride", "16", "--prior", "bbse")
     run_info = run_dir.read_json(run_dir.find_run(trainer_trained_job).file("run.json"))
     confusion = np.array(run_info["valid_soft_confusion"])
     assert confusion.shape == (4, 4)

@@ -23,8 +23,8 @@ PRIOR_HELP = ("none (keep the training prior), train (the training rows' class s
 
 
 # The target prior `predict` uses unless told otherwise: the choice that scored best
-# on unseen test sessions (README, "Model quality").
-DEFAULT_PRIOR = "bbse"
+# on unseen test sessions, overall and balanced together (README, "Model quality").
+DEFAULT_PRIOR = "train"
 
 
 # The smallest share an estimate may give a class the model was trained on (see
