@@ -6,6 +6,7 @@ import sys
 from typing import Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from beam_preprocess.manifest import manifest_path, read_json
@@ -20,6 +21,9 @@ def build(argv: Sequence[str]) -> tuple[beam.Pipeline, PreprocessConfig]:
     config, beam_args = parse_args(argv)
     fixed_stats = None
     if config.stats:
+        if not FileSystems.exists(config.stats):
+            raise FileNotFoundError(f"--stats {config.stats}: no such file (give the "
+                                    "manifest.json of an earlier run with --train)")
         fixed_stats = statistics_from_manifest(read_json(config.stats), config.stats)
     inputs = resolve_inputs(config, fixed_stats)
     prepare_output(config.output, config.overwrite)

@@ -121,9 +121,11 @@ def _examples(default_of: Callable[[int], float]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     d = PreprocessConfig(output="")
     p = argparse.ArgumentParser(
-        prog="python -m beam_preprocess",
+        prog="python -m beam_preprocess", allow_abbrev=False,
         description="Kaggle pilot CSVs -> sorted, scaled, split TFRecord segments. "
-                    "Unknown options are Beam pipeline options (--runner, --project, ...).")
+                    "Unknown options are Beam pipeline options (--runner, --project, ...); "
+                    f"the default runner is {DEFAULT_RUNNER} (local, in this process), "
+                    "--runner DataflowRunner runs on Google Cloud.")
     p.add_argument("--train", help="train.csv path or glob (local, gs://, .gz)")
     p.add_argument("--test", help="test.csv path or glob (local, gs://, .gz)")
     p.add_argument("--output", required=True, help="output directory (local or gs://)")
@@ -139,9 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
                         f"least (window - 1) / {record_spec.SAMPLE_RATE_HZ} s. Default: that "
                         f"in whole seconds, at least {MIN_DEFAULT_CARRY_SECONDS:g} "
                         f"{_examples(default_carry_seconds)}")
-    p.add_argument("--scaling", choices=("standard", "robust"), default=d.scaling)
-    p.add_argument("--scale-by", choices=("global", "pilot"), default=d.scale_by)
-    p.add_argument("--valid-fraction", type=float, default=d.valid_fraction)
+    p.add_argument("--scaling", choices=("standard", "robust"), default=d.scaling,
+                   help="per channel: standard (mean, sd) or robust (median, IQR) scaling "
+                        f"(default {d.scaling})")
+    p.add_argument("--scale-by", choices=("global", "pilot"), default=d.scale_by,
+                   help="statistics of the whole train split (global) or of each pilot "
+                        f"(default {d.scale_by})")
+    p.add_argument("--valid-fraction", type=float, default=d.valid_fraction,
+                   help="share of each class's train windows held out for validation, in "
+                        f"whole time units, in [0, 1) (default {d.valid_fraction:g})")
     p.add_argument("--valid-block-seconds", type=float, default=None,
                    help="length of the time units that go whole to train or valid. Default: "
                         f"{VALID_BLOCK_WINDOWS} windows in whole seconds, at least "
@@ -152,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate on these whole crews instead, e.g. 3,7")
     p.add_argument("--valid-windows-per-class", type=int, default=None,
                    help="cap on the balanced validation windows per class")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the validation units, the balanced validation windows and the "
+                        f"robust scaling's row sample (default {d.seed})")
     p.add_argument("--max-bad-fraction", type=float, default=d.max_bad_fraction,
                    help="fail when more than this fraction of rows is quarantined")
     p.add_argument("--num-shards", type=int, default=d.num_shards,

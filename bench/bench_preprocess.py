@@ -179,7 +179,7 @@ def markdown(runs: list[dict], scale: float) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--scale", type=float, default=1.0, help="generator scale (1.0 = real size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--splits", default="train", choices=("train", "train,test"))

@@ -306,7 +306,7 @@ def run(data_dir: str, labels: Optional[str] = None, out: Optional[str] = None, 
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="beam_preprocess output directory")
     parser.add_argument("--labels", help="test labels CSV (id,event) to score the predictions")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 Check = Callable[[Any], Optional[str]]  # returns what is wrong, or None
+PLACEHOLDER = "your-project-id"  # what infra/cloud.toml holds where a project id goes
 
 
 class ConfigError(ValueError):
@@ -196,6 +197,18 @@ def config_from_dict(document: dict[str, Any]) -> CloudConfig:
         raise ConfigError(f"missing sections {missing}, unknown sections {unknown}")
     return CloudConfig(**{name: _section(hints[name], document[name], name)
                           for name in sections})
+
+
+def placeholders(config: CloudConfig) -> list[str]:
+    """Values that still hold the template's PLACEHOLDER, as "[section] key = 'value'"."""
+    found = []
+    for section in dataclasses.fields(config):
+        table = getattr(config, section.name)
+        for field in dataclasses.fields(table):
+            value = getattr(table, field.name)
+            if PLACEHOLDER in str(value):
+                found.append(f"[{section.name}] {field.name} = {value!r}")
+    return found
 
 
 def load_config(path: str | Path) -> CloudConfig:

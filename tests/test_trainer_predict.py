@@ -129,7 +129,7 @@ def test_score_refuses_missing_ids(submission, trainer_data_dir, tmp_path):
 
 
 def test_predict_refuses_data_without_a_test_split(trainer_trained_job, trainer_data_dir,
-                                                   tmp_path):
+                                                   tmp_path, capsys):
     import json
     import shutil
 
@@ -141,9 +141,12 @@ def test_predict_refuses_data_without_a_test_split(trainer_trained_job, trainer_
     del manifest["splits"]["test"]
     with open(manifest_path, "w") as f:
         json.dump(manifest, f)
+    args = ["predict", "--run", trainer_trained_job, "--data", train_only,
+            "--out", str(tmp_path / "s.csv")]
+    assert main(args) == 2
+    assert "no shards for split 'test'" in capsys.readouterr().err
     with pytest.raises(data.DataError, match="no shards for split 'test'"):
-        main(["predict", "--run", trainer_trained_job, "--data", train_only,
-              "--out", str(tmp_path / "s.csv")])
+        main([*args, "--verbose"])
 
 
 def test_rows_take_the_latest_window_ending_at_or_before_them():

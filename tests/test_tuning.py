@@ -107,11 +107,17 @@ def test_rerun_resumes_and_keeps_finished_trials(random_search, trainer_data_dir
         assert after[trial_id]["record"]["attempts"] == 1
 
 
-def test_other_settings_in_the_same_directory_are_refused(random_search, trainer_data_dir):
-    with pytest.raises(ValueError, match="other settings.*space"):
-        main(["search", "--data", trainer_data_dir, "--tuner-dir", random_search,
-              "--algorithm", "random", "--max-trials", "4",
-              *TINY_SEARCH_ARGS[:3], "8,32", *TINY_SEARCH_ARGS[4:]])
+def test_other_settings_in_the_same_directory_are_refused_naming_both_values(
+        random_search, trainer_data_dir, capsys):
+    capsys.readouterr()
+    assert main(["search", "--data", trainer_data_dir, "--tuner-dir", random_search,
+                 "--algorithm", "random", "--max-trials", "4",
+                 *TINY_SEARCH_ARGS[:3], "8,32", *TINY_SEARCH_ARGS[4:], "--epochs", "4"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"python -m tuning search: error: {random_search} holds a search "
+                           "with other settings (--epochs 3 there, 4 now; --units 8,16 there, "
+                           "8,32 now): "), line
+    assert "--overwrite" in line
 
 
 def test_report_lists_every_trial_and_the_exported_config_reproduces_the_best(
@@ -166,7 +172,7 @@ def test_a_space_no_trial_could_train_is_refused_in_one_line(args, message, trai
     capsys.readouterr()
     assert main(["search", "--data", trainer_data_dir, "--tuner-dir", tuner_dir, *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("python -m tuning search: " + message), lines
+    assert len(lines) == 1 and lines[0].startswith("python -m tuning search: error: " + message), lines
     assert not os.path.exists(tuner_dir)
 
 

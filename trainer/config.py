@@ -3,7 +3,10 @@
 A run is defined by its config alone (plus the data it reads): the config is saved
 as `config.json` in the run directory and its hash is part of the run id.  The
 same keys are accepted from a JSON file (`--config FILE`) and from the command line;
-the command line wins.
+the command line wins.  Each field's metadata holds its `--help` text.
+
+No TensorFlow at import time: `--help` of `trainer` and `tuning` builds its options
+from this module and must answer at once.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import hashlib
 import json
 from typing import Any, Optional, Sequence
 
-import tensorflow as tf
+from trainer.errors import UserError
 
 BALANCING_MODES = ("sampling", "weights", "none")
 FRONT_ENDS = ("spectral", "filterbank", "raw")  # modules of trainer/frontends/
@@ -21,74 +24,105 @@ SLOW_CHANNEL_MODES = ("relative", "levels", "none")  # see trainer/frontends/slo
 BAND_POWER_MODES = ("relative", "absolute")  # see trainer/frontends/layers.py:BandLogPower
 
 
+class ConfigError(UserError):
+    """A config key or value (from --config FILE or an option) is unknown or invalid."""
+
+
+def _option(default: Any, help: str, choices: Optional[Sequence[str]] = None,
+            shown_default: Optional[str] = None) -> Any:
+    """A config field with the help text of its command-line option."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "shown_default": shown_default})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     # Model: a front end turns the window into a sequence of feature frames, then
     # stacked LSTMs and a Dense layer of logits (trainer/model.py).
-    front_end: str = "spectral"   # spectral | filterbank | raw (trainer/frontends/)
-    frame: int = 64            # rows per frame (spectral, filterbank); raw: the pool size
-    hop: int = 32              # rows between frames (spectral, filterbank)
-    filters: int = 24          # filterbank: learned (spatial, temporal) filter pairs
-    band_power: str = "relative"  # spectral: relative (to each channel's window mean) | absolute
-    slow_channels: str = "relative"  # ecg, r, gsr: relative | levels | none
-    feature_dropout: float = 0.2  # drops whole features of a window (spectral, filterbank)
-    lstm_units: tuple[int, ...] = (64,)  # units of each stacked LSTM layer
-    pool: int = 4              # raw front end: average-pool this many samples
-    dropout: float = 0.2       # input dropout of each LSTM layer (cuDNN-compatible)
-    window: Optional[int] = None  # rows per window; None = the manifest's window
+    front_end: str = _option("spectral", "what turns a window into feature frames "
+                             "(trainer/frontends/)", choices=FRONT_ENDS)
+    frame: int = _option(64, "rows per frame (spectral, filterbank)")
+    hop: int = _option(32, "rows between frames (spectral, filterbank)")
+    filters: int = _option(24, "filterbank: learned (spatial, temporal) filter pairs")
+    band_power: str = _option("relative", "spectral: band power relative to each channel's "
+                              "window mean, or absolute", choices=BAND_POWER_MODES)
+    slow_channels: str = _option("relative", "how the slow channels ecg, r, gsr are fed: "
+                                 "relative to the window, as levels, or not at all",
+                                 choices=SLOW_CHANNEL_MODES)
+    feature_dropout: float = _option(0.2, "probability of dropping a whole feature of a "
+                                     "window (spectral, filterbank), in [0, 1)")
+    lstm_units: tuple[int, ...] = _option((64,), "units of each stacked LSTM layer, "
+                                          "comma-separated (e.g. 128,64)")
+    pool: int = _option(4, "raw front end: average-pool this many samples")
+    dropout: float = _option(0.2, "input dropout of each LSTM layer, in [0, 1)")
+    window: Optional[int] = _option(None, "rows per window, at most the data's",
+                                    shown_default="the data's window (its manifest.json)")
     # Optimisation.
-    learning_rate: float = 3e-4
-    weight_decay: float = 0.0     # AdamW's decoupled weight decay (0: Adam)
-    global_batch_size: int = 256  # split evenly over the replicas
-    epochs: int = 40              # an epoch = steps_per_epoch steps, then validation
-    steps_per_epoch: int = 25
-    patience: int = 6             # epochs without a better balanced validation log loss
-                                  # before training stops (0: never stop early)
-    temperature_scaling: bool = True  # fit a temperature on the validation split
+    learning_rate: float = _option(3e-4, "Adam(W) learning rate")
+    weight_decay: float = _option(0.0, "AdamW's decoupled weight decay (0: plain Adam)")
+    global_batch_size: int = _option(256, "windows per step, split evenly over the replicas")
+    epochs: int = _option(40, "most epochs to train (an epoch = --steps-per-epoch steps, "
+                          "then validation)")
+    steps_per_epoch: int = _option(25, "training steps between validations")
+    patience: int = _option(6, "epochs without a better balanced validation log loss "
+                            "before training stops (0: never stop early)")
+    temperature_scaling: bool = _option(True, "fit a temperature on the validation split "
+                                        "(true or false)")
     # Augmentation of training windows (trainer/augment.py; 0 turns each off).
-    augment_gain: float = 0.2     # sd of the log of a per-channel gain
-    augment_shift: int = 32       # most rows a window is shifted back from its labelled end
-    augment_channel_dropout: float = 0.1  # probability that a channel is zeroed
-    augment_noise: float = 0.05   # sd of added Gaussian noise (scaled units)
+    augment_gain: float = _option(0.2, "augmentation: sd of the log of a per-channel gain "
+                                  "(0: off)")
+    augment_shift: int = _option(32, "augmentation: most rows a window is shifted back from "
+                                 "its labelled end (0: off)")
+    augment_channel_dropout: float = _option(0.1, "augmentation: probability that a channel "
+                                             "is zeroed (0: off)")
+    augment_noise: float = _option(0.05, "augmentation: sd of added Gaussian noise, in scaled "
+                                   "units (0: off)")
     # Data.
-    balancing: str = "sampling"   # sampling | weights | none
-    sampling_density: float = 0.5  # share of the rarest class's windows drawn per pass
-    shuffle_windows: int = 4096   # shuffle buffer of windows
-    shuffle_groups: int = 2048    # shuffle buffer of groups of 8 window ends (see data.py)
-    cycle_length: int = 4         # shards read in parallel
-    valid_batch_size: int = 512
+    balancing: str = _option("sampling", "how classes are balanced: sampling (draw every class "
+                             "equally often), weights (inverse-frequency loss weights), none",
+                             choices=BALANCING_MODES)
+    sampling_density: float = _option(0.5, "share of the rarest class's windows drawn per "
+                                      "pass, in (0, 1]")
+    shuffle_windows: int = _option(4096, "shuffle buffer of training windows")
+    shuffle_groups: int = _option(2048, "shuffle buffer of groups of 8 window ends")
+    cycle_length: int = _option(4, "shards read in parallel")
+    valid_batch_size: int = _option(512, "windows per validation batch")
     # Run.
-    seed: int = 0
-    checkpoint_every_steps: int = 50
-    summary_every_steps: int = 10
-    devices: tuple[str, ...] = ()  # empty = every visible GPU, or the CPU
+    seed: int = _option(0, "seed of the weights, the input pipeline and augmentation "
+                        "(same seed and data: same run)")
+    checkpoint_every_steps: int = _option(50, "steps between checkpoints (a run resumes from "
+                                          "its last one)")
+    summary_every_steps: int = _option(10, "steps between TensorBoard training summaries")
+    devices: tuple[str, ...] = _option((), "comma-separated TensorFlow devices to mirror the "
+                                       "model over, e.g. /gpu:0,/gpu:1",
+                                       shown_default="every visible GPU, else the CPU")
 
     def __post_init__(self) -> None:
         for name, choices in (("balancing", BALANCING_MODES), ("front_end", FRONT_ENDS),
                               ("slow_channels", SLOW_CHANNEL_MODES),
                               ("band_power", BAND_POWER_MODES)):
             if getattr(self, name) not in choices:
-                raise ValueError(f"{name} {getattr(self, name)!r} is not one of {choices}")
+                raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {choices}")
         if not self.lstm_units or min(self.lstm_units) < 1:
-            raise ValueError(f"lstm_units {self.lstm_units!r}: need >= 1 layer of >= 1 unit")
+            raise ConfigError(f"lstm_units {self.lstm_units!r}: need >= 1 layer of >= 1 unit")
         for name in ("dropout", "feature_dropout", "augment_channel_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} {getattr(self, name)} outside [0, 1)")
+                raise ConfigError(f"{name} {getattr(self, name)} outside [0, 1)")
         for name in ("weight_decay", "augment_gain", "augment_noise", "augment_shift", "patience"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.sampling_density <= 1.0:
-            raise ValueError(f"sampling_density {self.sampling_density} outside (0, 1]")
+            raise ConfigError(f"sampling_density {self.sampling_density} outside (0, 1]")
         for name in ("pool", "global_batch_size", "epochs", "steps_per_epoch",
                      "checkpoint_every_steps", "summary_every_steps", "cycle_length", "shuffle_groups",
                      "shuffle_windows", "valid_batch_size", "frame", "hop", "filters"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.window is not None:
             if self.front_end == "raw" and self.window % self.pool:
-                raise ValueError(f"window {self.window} is not a multiple of pool {self.pool}")
+                raise ConfigError(f"window {self.window} is not a multiple of pool {self.pool}")
             if self.front_end != "raw" and self.window < self.frame:
-                raise ValueError(f"window {self.window} is shorter than a frame ({self.frame})")
+                raise ConfigError(f"window {self.window} is shorter than a frame ({self.frame})")
 
     @property
     def total_steps(self) -> int:
@@ -105,24 +139,51 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """The config of `values` (JSON or command-line values); errors name `source`."""
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"{source}: unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**{k: _coerce(known[k], v) for k, v in values.items()})
+            raise ConfigError(f"{source}: unknown config keys {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**{k: _coerce(known[k], v) for k, v in values.items()})
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
 
     def save(self, path: str) -> None:
+        import tensorflow as tf  # not at import time: see the module docstring
+
         with tf.io.gfile.GFile(path, "w") as f:
             f.write(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str) -> "TrainConfig":
+        import tensorflow as tf  # not at import time: see the module docstring
+
         with tf.io.gfile.GFile(path) as f:
-            return cls.from_dict(json.load(f), source=path)
+            try:
+                values = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        return cls.from_dict(values, source=path)
 
 
 def _coerce(field: dataclasses.Field, value: Any) -> Any:
     """Turns JSON or command-line values into the field's type."""
+    try:
+        return _coerced(field, value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{field.name}: {value!r} is not {_expected(field)}") from None
+
+
+def _expected(field: dataclasses.Field) -> str:
+    if field.name == "lstm_units":
+        return "a comma-separated list of positive integers"
+    if isinstance(field.default, bool):
+        return "true or false"
+    return "a number" if isinstance(field.default, float) else "an integer"
+
+
+def _coerced(field: dataclasses.Field, value: Any) -> Any:
     if field.name in ("lstm_units", "devices"):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
@@ -135,7 +196,7 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
     if isinstance(field.default, bool):
         if isinstance(value, str):
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"{field.name}: {value!r} is not true or false")
+                raise ValueError(value)
             return value.lower() in ("true", "1", "yes")
         return bool(value)
     if isinstance(field.default, float):
@@ -145,22 +206,51 @@ def _coerce(field: dataclasses.Field, value: Any) -> Any:
     return value
 
 
+def parse_bool(text: str) -> bool:
+    """An option's true or false (argparse reports anything else)."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return text.lower() == "true"
+
+
+def _option_type(field: dataclasses.Field) -> tuple[Any, str]:
+    """The argparse type and metavar of a field's option (lists stay text: _coerce
+    splits them)."""
+    if field.name == "window":
+        return int, "N"
+    return {bool: (parse_bool, "true|false"), int: (int, "N"), float: (float, "X")}.get(
+        type(field.default), (str, "LIST" if isinstance(field.default, tuple) else "TEXT"))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, exclude: Sequence[str] = ()) -> None:
     """Adds `--config FILE` and one `--<key>` option per TrainConfig field not excluded."""
-    parser.add_argument("--config", help="JSON file with TrainConfig keys; options below override it")
+    parser.add_argument("--config", metavar="FILE",
+                        help="JSON file of config keys (e.g. a tuning report's best_config.json);"
+                             " the options below override it. Default: none")
     for field in dataclasses.fields(TrainConfig):
         if field.name in exclude:
             continue
-        default = field.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name,
-                            default=None, help=f"default: {shown}")
+        default, choices = field.default, field.metadata["choices"]
+        shown = field.metadata["shown_default"] or (
+            ",".join(map(str, default)) if isinstance(default, tuple)
+            else str(default).lower() if isinstance(default, bool) else default)
+        text = field.metadata["help"]
+        if choices:
+            text += f"; choices: {', '.join(choices)}"
+        kind, metavar = _option_type(field)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
+                            type=kind, choices=choices, metavar=None if choices else metavar,
+                            help=f"{text}. Default: {shown}".replace("%", "%%"))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The config file's values (if any), overridden by the options given."""
     values: dict[str, Any] = {}
     if args.config:
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(args.config):
+            raise ConfigError(f"--config {args.config}: no such file")
         values.update(TrainConfig.load(args.config).to_dict())
     for field in dataclasses.fields(TrainConfig):
         given = getattr(args, field.name, None)

@@ -13,10 +13,11 @@ its order, so a pipeline is deterministic for a seed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import re
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +25,7 @@ import tensorflow as tf
 from trainer import record_spec as spec
 from trainer.augment import augment_windows, shifted_ends
 from trainer.config import TrainConfig
+from trainer.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 SEGMENTS_PER_PARSE = 8  # records parsed together by one tf.io.parse_example call
@@ -31,7 +33,7 @@ WINDOWS_PER_GROUP = 8   # window ends shuffled together (see train_dataset)
 _SHARD_NAME = re.compile(r"part-(\d+)-of-(\d+)" + re.escape(spec.SHARD_SUFFIX) + "$")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The data directory is missing, incomplete or inconsistent."""
 
 
@@ -39,7 +41,8 @@ def read_manifest(data_dir: str) -> dict:
     """Reads and checks `manifest.json` of a data directory (local or gs://)."""
     path = posixpath.join(data_dir, spec.MANIFEST_NAME)
     if not tf.io.gfile.exists(path):
-        raise DataError(f"{path} not found: is {data_dir} the output of beam_preprocess?")
+        raise DataError(f"{path} not found: --data must be the --output directory of a "
+                        "finished `python -m beam_preprocess` run")
     with tf.io.gfile.GFile(path) as f:
         try:
             manifest = json.load(f)
@@ -87,8 +90,39 @@ def shard_paths(data_dir: str, manifest: dict, split: str) -> list[str]:
     missing = [p for p in paths if not tf.io.gfile.exists(p)]
     if missing:
         raise DataError(f"{data_dir}: {len(missing)} of {len(paths)} {split} shards missing: "
-                        + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
+                        + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+                        + "; copy them back or re-run beam_preprocess")
     return paths
+
+
+@contextlib.contextmanager
+def shards_read_whole(data_dir: str) -> Iterator[None]:
+    """Turns TensorFlow's DataLossError from reading a shard (truncated, corrupt) into a
+    DataError that names the shard: tf.data's own message names no file."""
+    try:
+        yield
+    except tf.errors.DataLossError as err:
+        bad = _first_unreadable_shard(data_dir)
+        if bad is None:
+            raise
+        path, problem = bad
+        raise DataError(f"{path} cannot be read ({problem}): the data directory is damaged; "
+                        "copy the shard again or re-run beam_preprocess") from err
+
+
+def _first_unreadable_shard(data_dir: str) -> Optional[tuple[str, str]]:
+    """(path, TensorFlow's message) of the first shard of any split that does not read to
+    its end; None if all do.  Only called after a read failed: it reads every shard."""
+    manifest = read_manifest(data_dir)
+    for split in manifest.get("splits", {}):
+        for path in shard_paths(data_dir, manifest, split):
+            try:
+                for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+                    pass
+            except tf.errors.DataLossError as err:  # TensorFlow's reason, not its op names
+                reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*", "", err.message.splitlines()[0])
+                return path, reason
+    return None
 
 
 def _expected_shard_count(paths: list[str]) -> Optional[int]:

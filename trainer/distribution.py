@@ -5,6 +5,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from trainer.config import ConfigError
+
 
 def make_strategy(devices: Sequence[str] = ()) -> tf.distribute.Strategy:
     """MirroredStrategy over `devices`, else over every visible GPU, else the default.
@@ -23,8 +25,8 @@ def per_replica_batch_size(global_batch_size: int, strategy: tf.distribute.Strat
     """The global batch is per-replica batch x replicas; it must divide evenly."""
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
-        raise ValueError(f"global_batch_size {global_batch_size} is not a multiple of the "
-                         f"{replicas} replicas")
+        raise ConfigError(f"global_batch_size {global_batch_size} is not a multiple of the "
+                          f"{replicas} replicas: change --global-batch-size or --devices")
     return global_batch_size // replicas
 
 
@@ -33,3 +35,17 @@ def replica_devices(strategy: tf.distribute.Strategy) -> list[str]:
     if isinstance(strategy, tf.distribute.MirroredStrategy):
         return list(strategy.extended.worker_devices)
     return ["default"]
+
+
+def describe_devices(strategy: tf.distribute.Strategy) -> str:
+    """Where the replicas run, in words: "the CPU (no GPU found)", "2 GPUs: GPU:0, GPU:1"."""
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        devices = [d.split("/")[-1].replace("device:", "") for d in replica_devices(strategy)]
+        kinds = {d.split(":")[0] for d in devices}
+        kind = kinds.pop() if len(kinds) == 1 else "device"
+        plural = "s" if len(devices) > 1 else ""
+        return f"{len(devices)} {kind}{plural}: {', '.join(devices)}"
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:  # the default strategy places ops on the first GPU
+        return f"1 GPU: {gpus[0].name.replace('/device:', '')}"
+    return "the CPU (no GPU found)"

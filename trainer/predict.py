@@ -24,10 +24,13 @@ import tensorflow as tf
 from trainer import data, run_dir
 from trainer import record_spec as spec
 from trainer.config import TrainConfig
+from trainer.distribution import describe_devices
+from trainer.errors import UserError
 from trainer.metrics import softmax
 from trainer.model import logits_function
 from trainer.prior import (DEFAULT_PRIOR, PriorEstimate, correct_prior, estimate_prior_bbse,
                            estimate_prior_em, parse_prior)
+from trainer.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +93,11 @@ class IdLedger:
         if ids.size == 0:
             return
         if ids.min() < self.expected["min"] or ids.max() > self.expected["max"]:
-            raise ValueError(f"test ids outside the manifest's range "
+            raise data.DataError(f"test ids outside the manifest's range "
                              f"[{self.expected['min']}, {self.expected['max']}]")
         offsets = ids - self.expected["min"]
         if self._seen[offsets].any() or np.unique(offsets).size != offsets.size:
-            raise ValueError(f"test id {ids[self._seen[offsets]][:5]} ... written twice")
+            raise data.DataError(f"test id {ids[self._seen[offsets]][:5]} ... written twice")
         self._seen[offsets] = True
         self.count += ids.size
 
@@ -104,7 +107,8 @@ class IdLedger:
                "max": int(seen.max()) if seen.size else None, "sum": int(seen.sum())}
         wanted = {k: self.expected[k] for k in got}
         if got != wanted:
-            raise ValueError(f"the test records hold ids {got}, but the manifest lists {wanted}")
+            raise data.DataError(f"the test records hold ids {got}, but the manifest lists "
+                                 f"{wanted}: the data directory is damaged")
 
 
 def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
@@ -127,12 +131,17 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     shards = data.shard_paths(data_dir, manifest, "test")  # DataError if there is no test split
     ledger = IdLedger(manifest["splits"]["test"]["ids"])
     model = load_run_model(paths)
+    log.info("predicting on %s", describe_devices(tf.distribute.get_strategy()))
+    # About one window per `stride` rows (a segment's first window may start later).
+    progress = Progress("predicting", -(-ledger.expected["count"] // stride))
     segments = []
     for values, window_logits, index in segment_window_logits(
             model, shards, config.window, stride, (spec.IDS, spec.CONTEXT_ROWS)):
         ids = values[spec.IDS][values[spec.CONTEXT_ROWS]:]
         ledger.add(ids)
         segments.append((ids, softmax(window_logits.astype(np.float64) / temperature), index))
+        progress.advance(len(window_logits))
+    progress.close()
     ledger.check_complete()
     summary = {"rows": ledger.count, "run_id": paths.run_id, "temperature": temperature}
     if isinstance(target, PriorEstimate):
@@ -162,7 +171,7 @@ def _estimate_test_prior(estimate: PriorEstimate, segments: list, training_prior
         return target
     confusion = run_info.get("valid_soft_confusion")
     if confusion is None:
-        raise ValueError("--prior bbse needs the validation confusion that `trainer train` "
+        raise UserError("--prior bbse needs the validation confusion that `trainer train` "
                          "stores in run.json (valid_soft_confusion): retrain, or use --prior em")
     return estimate_prior_bbse(np.average(probs, axis=0, weights=weights), np.array(confusion))
 

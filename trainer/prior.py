@@ -14,6 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from trainer.errors import UserError
 from trainer.record_spec import CLASSES, NUM_CLASSES
 
 PRIOR_HELP = ("none (keep the training prior), train (the training rows' class shares), "
@@ -53,13 +54,13 @@ def parse_prior(text: Optional[str], manifest: dict
     if text == "train":
         rows = manifest["splits"].get("train", {}).get("rows_per_class")
         if not rows:
-            raise ValueError("--prior train: the manifest has no splits.train.rows_per_class "
+            raise UserError("--prior train: the manifest has no splits.train.rows_per_class "
                              "(a test-only output?): give the shares, e.g. A=0.58,B=0.03,C=0.34,D=0.05")
         shares = np.array([float(rows.get(c, 0)) for c in CLASSES])
     else:
         shares = _explicit_shares(text)
     if shares.sum() <= 0:
-        raise ValueError(f"--prior {text!r}: shares sum to {shares.sum()}")
+        raise UserError(f"--prior {text!r}: shares sum to {shares.sum()}")
     return shares / shares.sum()
 
 
@@ -69,16 +70,16 @@ def _explicit_shares(text: str) -> np.ndarray:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in CLASSES:
-            raise ValueError(f"--prior {text!r}: {part!r} is not CLASS=SHARE ({PRIOR_HELP})")
+            raise UserError(f"--prior {text!r}: {part!r} is not CLASS=SHARE ({PRIOR_HELP})")
         try:
             values[name] = float(value)
         except ValueError:
-            raise ValueError(f"--prior {text!r}: share {value!r} of {name} is not a number") from None
+            raise UserError(f"--prior {text!r}: share {value!r} of {name} is not a number") from None
         if values[name] < 0:
-            raise ValueError(f"--prior {text!r}: share of {name} is negative")
+            raise UserError(f"--prior {text!r}: share of {name} is negative")
     missing = [c for c in CLASSES if c not in values]
     if missing:
-        raise ValueError(f"--prior {text!r}: no share for {missing}")
+        raise UserError(f"--prior {text!r}: no share for {missing}")
     return np.array([values[c] for c in CLASSES])
 
 

@@ -28,6 +28,8 @@ from typing import Optional
 
 import numpy as np
 
+from trainer.errors import UserError
+
 SCHEMA_VERSION = 1
 
 # Signal channels, in the order of the Kaggle CSV header.
@@ -215,7 +217,7 @@ def tf_feature_spec() -> dict:
 #   input_fingerprints, options, package_version, created (ISO 8601 UTC)
 
 
-class IncompatibleDataError(ValueError):
+class IncompatibleDataError(UserError):
     """The data directory was written with another record format."""
 
 

@@ -28,6 +28,7 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from trainer.config import TrainConfig
+from trainer.errors import UserError
 
 IN_PROGRESS = "IN_PROGRESS"
 LATEST = "LATEST"
@@ -150,8 +151,9 @@ def find_run(path: str) -> RunPaths:
     latest = _read_marker(path, LATEST)
     if latest:
         return find_run(posixpath.join(path, "runs", latest))
-    raise FileNotFoundError(f"{path} is neither a run directory (no run.json) nor a job "
-                            f"directory with a finished run (no {LATEST})")
+    raise UserError(f"{path} is neither a run directory (no run.json) nor a job directory "
+                    f"with a finished run (no {LATEST}): give --run JOB_DIR/runs/RUN_ID, or the "
+                    "--job-dir of a `trainer train` that finished")
 
 
 def fingerprint(manifest: dict) -> str:

@@ -8,22 +8,25 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from trainer.errors import UserError
 from trainer.metrics import classification_metrics
 from trainer.record_spec import CLASSES
 
 
-def _read_csv(path: str, columns: list[str]) -> pd.DataFrame:
+def _read_csv(path: str, columns: list[str], option: str) -> pd.DataFrame:
+    if not tf.io.gfile.exists(path):
+        raise UserError(f"{option} {path}: no such file")
     if "://" in path:  # pyarrow's fast reader wants a local file
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, "file.csv")
             tf.io.gfile.copy(path, local)
-            return _read_csv(local, columns)
+            return _read_csv(local, columns, option)
     frame = pd.read_csv(path, engine="pyarrow")
     if list(frame.columns) != columns:
-        raise ValueError(f"{path}: columns {list(frame.columns)}, expected {columns}")
+        raise UserError(f"{path}: columns {list(frame.columns)}, expected {columns}")
     duplicated = frame["id"].duplicated()
     if duplicated.any():
-        raise ValueError(f"{path}: {int(duplicated.sum())} duplicate ids, e.g. "
+        raise UserError(f"{path}: {int(duplicated.sum())} duplicate ids, e.g. "
                          f"{frame['id'][duplicated].head(3).tolist()}")
     return frame
 
@@ -34,20 +37,20 @@ def score(submission: str, labels: str) -> dict:
     Every labelled id must be in the submission and no other id: a missing row
     would otherwise go unnoticed, and Kaggle rejects such files.
     """
-    predicted = _read_csv(submission, ["id", *CLASSES])
-    truth = _read_csv(labels, ["id", "event"])
+    predicted = _read_csv(submission, ["id", *CLASSES], "--submission")
+    truth = _read_csv(labels, ["id", "event"], "--labels")
     unknown = sorted(set(truth["event"].unique()) - set(CLASSES))
     if unknown:
-        raise ValueError(f"{labels}: events {unknown} are not among {list(CLASSES)}")
+        raise UserError(f"{labels}: events {unknown} are not among {list(CLASSES)}")
     merged = truth.merge(predicted, on="id", how="outer", indicator=True)
     missing = merged["_merge"] == "left_only"
     extra = merged["_merge"] == "right_only"
     if missing.any() or extra.any():
-        raise ValueError(f"{submission}: {int(missing.sum())} labelled ids missing "
+        raise UserError(f"{submission}: {int(missing.sum())} labelled ids missing "
                          f"(e.g. {merged['id'][missing].head(3).tolist()}), "
                          f"{int(extra.sum())} ids not in {labels}")
     probs = merged[list(CLASSES)].to_numpy(dtype=np.float64)
     if np.isnan(probs).any() or (probs < 0).any():
-        raise ValueError(f"{submission}: probabilities must be non-negative numbers")
+        raise UserError(f"{submission}: probabilities must be non-negative numbers")
     label_index = merged["event"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
     return classification_metrics(probs, label_index)

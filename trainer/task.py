@@ -6,65 +6,90 @@
 
 DIRs and files may be local or gs://.  On Vertex AI, --job-dir defaults to the
 base output directory, and AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR and
-AIP_MODEL_DIR are honoured (see trainer/run_dir.py).
+AIP_MODEL_DIR are honoured (see trainer/run_dir.py).  A user error (a missing
+file, a bad option, damaged data) prints one line and exits with status 2;
+--verbose shows its traceback, and every library's log.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import Optional, Sequence
 
+from trainer import console
 from trainer.config import add_config_arguments, config_from_args
+from trainer.errors import UserError, exit_on_user_error
 from trainer.prior import DEFAULT_PRIOR, PRIOR_HELP
+
+PROG = "python -m trainer"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    common = dict(allow_abbrev=False, parents=[console.verbose_option()])
 
-    train = commands.add_parser("train", help="train (or resume) a run")
-    train.add_argument("--data", required=True, help="beam_preprocess output directory")
-    train.add_argument("--job-dir", help="runs are kept in JOB_DIR/runs/<run id>")
+    train = commands.add_parser("train", help="train (or resume) a run", **common)
+    train.add_argument("--data", required=True, metavar="DIR",
+                       help="the --output directory of beam_preprocess (required)")
+    train.add_argument("--job-dir", metavar="DIR",
+                       help="runs are kept in JOB_DIR/runs/<run id>; a run of the same config "
+                            "interrupted there is resumed. Default: the base output directory "
+                            "on Vertex AI (AIP_MODEL_DIR's parent), else required")
     add_config_arguments(train)
 
-    predict = commands.add_parser("predict", help="write a submission for the test split")
-    predict.add_argument("--run", required=True, help="a run directory, or a job directory "
-                         "(its latest finished run)")
-    predict.add_argument("--data", required=True)
-    predict.add_argument("--out", required=True, help="CSV to write: id,A,B,C,D")
+    predict = commands.add_parser("predict", help="write a submission for the test split",
+                                  **common)
+    predict.add_argument("--run", required=True, metavar="DIR",
+                         help="a run directory, or a job directory (its latest finished run) "
+                              "(required)")
+    predict.add_argument("--data", required=True, metavar="DIR",
+                         help="the --output directory of beam_preprocess holding the test "
+                              "split (required)")
+    predict.add_argument("--out", required=True, metavar="FILE",
+                         help="CSV to write: id,A,B,C,D (required)")
     predict.add_argument("--stride", type=int, default=None,
-                         help="rows between predicted windows (default 64)")
+                         help="rows between predicted windows. Default: 64")
     predict.add_argument("--prior", default=DEFAULT_PRIOR,
-                         help=f"{PRIOR_HELP}; default: {DEFAULT_PRIOR}")
+                         help=f"the test split's class prior: {PRIOR_HELP}. "
+                              f"Default: {DEFAULT_PRIOR}")
 
-    score = commands.add_parser("score", help="multi-class log loss of a submission")
-    score.add_argument("--submission", required=True)
-    score.add_argument("--labels", required=True, help="CSV with columns id,event")
+    score = commands.add_parser("score", help="multi-class log loss of a submission", **common)
+    score.add_argument("--submission", required=True, metavar="FILE",
+                       help="CSV id,A,B,C,D, as `predict` writes (required)")
+    score.add_argument("--labels", required=True, metavar="FILE",
+                       help="CSV with columns id,event (required)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    console.start(args.verbose)
+    return exit_on_user_error(f"{PROG} {args.command}", args.verbose, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     # Imported here so that `--help` and argument errors do not wait for TensorFlow.
+    from trainer.data import shards_read_whole
+
     if args.command == "train":
         from trainer import run_dir
         from trainer.train import train
 
         job_dir = args.job_dir or run_dir.default_job_dir()
         if not job_dir:
-            print("train: --job-dir is required (or AIP_MODEL_DIR on Vertex AI)", file=sys.stderr)
-            return 2
-        paths = train(config_from_args(args), args.data, job_dir)
+            raise UserError("--job-dir is required (or AIP_MODEL_DIR on Vertex AI)")
+        with shards_read_whole(args.data):
+            paths = train(config_from_args(args), args.data, job_dir)
         print(json.dumps({"run_id": paths.run_id, "run_dir": paths.run_dir}))
     elif args.command == "predict":
         from trainer.predict import DEFAULT_STRIDE, predict
 
-        summary = predict(args.run, args.data, args.out, stride=args.stride or DEFAULT_STRIDE,
-                          prior=args.prior)
+        with shards_read_whole(args.data):
+            summary = predict(args.run, args.data, args.out,
+                              stride=args.stride or DEFAULT_STRIDE, prior=args.prior)
         print(json.dumps(summary))
     else:
         from trainer.score import score

@@ -29,10 +29,12 @@ import tensorflow as tf
 from trainer import data, plots, run_dir
 from trainer.calibration import fit_temperature
 from trainer.config import TrainConfig
-from trainer.distribution import make_strategy, per_replica_batch_size, replica_devices
+from trainer.distribution import (describe_devices, make_strategy, per_replica_batch_size,
+                                  replica_devices)
 from trainer.metrics import classification_metrics, softmax
 from trainer.model import build_model, logits_function
 from trainer.prior import soft_confusion
+from trainer.progress import Progress
 from trainer.record_spec import CLASSES
 from trainer.summaries import TensorBoardLog
 
@@ -146,12 +148,14 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
 
     model.stop_training = False
     callbacks.on_train_begin()
+    progress = Progress("training", (end_step - start_step) * config.global_batch_size)
     epoch_losses: list[float] = []
     for step in range(start_step + 1, end_step + 1):
         epoch = (step - 1) // steps_per_epoch
         if (step - 1) % steps_per_epoch == 0 or step == start_step + 1:
             callbacks.on_epoch_begin(epoch)
         loss = float(train_step(iterator))
+        progress.advance(config.global_batch_size)
         epoch_losses.append(loss)
         if on_step:
             on_step(step, loss)
@@ -162,12 +166,14 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                                  metrics=classification_metrics(softmax(logits), labels),
                                  logits=logits, temperature=temperature, calibrated=calibrated)
             epoch_losses = []
+            progress.clear()
             if on_epoch:
                 on_epoch(result)
             callbacks.on_epoch_end(epoch, result.keras_logs())
             if model.stop_training:
                 log.info("stopped early after epoch %d", epoch + 1)
                 break
+    progress.close()
     callbacks.on_train_end()
 
 
@@ -204,8 +210,8 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
         "devices": replica_devices(strategy),
         "training_prior": prior.tolist(),
     })
-    log.info("run %s (%s) in %s, %d replicas", paths.run_id,
-             "resumed" if resumed else "new", paths.run_dir, strategy.num_replicas_in_sync)
+    log.info("run %s (%s) in %s, training on %s", paths.run_id,
+             "resumed" if resumed else "new", paths.run_dir, describe_devices(strategy))
 
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
@@ -251,9 +257,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
         if best_epoch(history) is history[-1]:
             best_manager.save(checkpoint_number=result.step)
         _write_metrics(paths, config, history, prior, resumes, result.step, complete=False)
-        log.info("epoch %d step %d: train loss %.4f, valid log loss %.4f (balanced %.4f)",
-                 result.epoch + 1, result.step, result.train_loss,
-                 result.metrics["log_loss"], result.metrics["balanced_log_loss"])
+        log.info("epoch %d step %d: %s", result.epoch + 1, result.step, epoch_summary(result))
         if should_stop(history, config.patience):
             log.info("no better balanced validation log loss for %d epochs: stopping",
                      config.patience)
@@ -286,6 +290,17 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
         "temperature": best["temperature"], "valid_soft_confusion": confusion.tolist()})
     run_dir.finish_run(job_dir, paths)
     return paths
+
+
+def epoch_summary(result: EpochResult) -> str:
+    """The epoch's losses in words: "train loss 0.4321, valid log loss 0.5432 (A 0.312,
+    B 0.921, C 0.403, D 0.550)".  The validation windows are balanced (the same number per
+    class), so the log loss is also the balanced one: one number, then each class's."""
+    per_class = result.metrics["per_class"]
+    classes = ", ".join(f"{c} {per_class[c]['log_loss']:.3f}" for c in CLASSES
+                        if per_class[c]["count"])
+    return (f"train loss {result.train_loss:.4f}, valid log loss "
+            f"{result.metrics['balanced_log_loss']:.4f} ({classes})")
 
 
 def best_epoch(history: list[dict]) -> dict:

@@ -37,6 +37,7 @@ from tensorboard.plugins.hparams import api as hparams_api  # noqa: E402
 
 from trainer import run_dir  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
+from trainer.errors import UserError  # noqa: E402
 from trainer.plots import save_figure  # noqa: E402
 from trainer.record_spec import CLASSES  # noqa: E402
 from tuning.hypermodel import TRIAL_RECORD  # noqa: E402
@@ -88,7 +89,8 @@ def load_trials(tuner_dir: str) -> list[TrialSummary]:
             epochs=epochs, seconds=record.get("seconds"), config=record.get("config"),
             initial_epoch=record.get("initial_epoch", 0), parent=values.get("tuner/trial_id")))
     if not trials:
-        raise FileNotFoundError(f"no trials under {posixpath.join(tuner_dir, PROJECT)}")
+        raise UserError(f"no trials under {posixpath.join(tuner_dir, PROJECT)}: --tuner-dir must "
+                        "be the --tuner-dir of a `python -m tuning search` that ran a trial")
     return sorted(trials, key=lambda t: (t.score is None, t.score or 0.0, t.trial_id))
 
 

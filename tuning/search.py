@@ -18,50 +18,25 @@ of its machine.
 """
 from __future__ import annotations
 
-import dataclasses
+import logging
 import os
 import posixpath
-from typing import Any, Optional
+from typing import Optional
 
 import keras_tuner as kt
 import tensorflow as tf
 
 from trainer import data, run_dir
 from trainer.config import TrainConfig
-from trainer.distribution import make_strategy
+from trainer.distribution import describe_devices, make_strategy
+from trainer.errors import UserError
 from tuning.hypermodel import OBJECTIVE_NAME, LSTMHyperModel
-from tuning.space import SearchSpace
+from tuning.settings import SETTINGS_NAME, SearchSettings, setting_differences
 
-ALGORITHMS = ("hyperband", "bayesian", "random")
+log = logging.getLogger(__name__)
+
 PROJECT = "pilotstate"
-SETTINGS_NAME = "search.json"
 OBJECTIVE = kt.Objective(OBJECTIVE_NAME, direction="min")
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchSettings:
-    """Everything that defines a search; saved as search.json in the tuner directory."""
-    data_dir: str
-    algorithm: str = "hyperband"
-    max_trials: int = 10          # random and bayesian; hyperband's budget is epochs and factor
-    hyperband_factor: int = 3
-    space: SearchSpace = SearchSpace()
-    base: TrainConfig = TrainConfig()
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
-        if self.max_trials < 1 or self.hyperband_factor < 2:
-            raise ValueError("max_trials must be >= 1, hyperband_factor >= 2")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "space": self.space.to_dict(),
-                "base": self.base.to_dict()}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SearchSettings":
-        return cls(**{**values, "space": SearchSpace.from_dict(values["space"]),
-                      "base": TrainConfig.from_dict(values["base"], source=SETTINGS_NAME)})
 
 
 class _TrialDirs:
@@ -102,8 +77,8 @@ def settings_path(tuner_dir: str) -> str:
 def read_settings(tuner_dir: str) -> SearchSettings:
     path = settings_path(tuner_dir)
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {tuner_dir} a tuner directory "
-                                "written by `python -m tuning search`?")
+        raise UserError(f"{path} not found: --tuner-dir must be the --tuner-dir of a "
+                        "`python -m tuning search`")
     return SearchSettings.from_dict(run_dir.read_json(path))
 
 
@@ -119,10 +94,11 @@ def _claim_directory(tuner_dir: str, settings: SearchSettings, overwrite: bool) 
     if tf.io.gfile.exists(path):
         earlier = run_dir.read_json(path)
         ours = settings.to_dict()
-        differing = sorted(k for k in ours if k != "max_trials" and earlier.get(k) != ours[k])
+        differing = setting_differences(earlier, ours, ignore=("max_trials",))
         if differing:
-            raise ValueError(f"{tuner_dir} holds a search with other settings ({differing}); "
-                             "use the same settings to resume it, or --overwrite")
+            raise UserError(f"{tuner_dir} holds a search with other settings ("
+                            + "; ".join(differing) + "): use the same settings to resume it, "
+                            "--overwrite to start afresh, or another --tuner-dir")
     tf.io.gfile.makedirs(tuner_dir)
     run_dir.write_json(path, settings.to_dict())
 
@@ -141,6 +117,7 @@ def make_tuner(settings: SearchSettings, tuner_dir: str, *, overwrite: bool = Fa
     """The keras-tuner Tuner for `settings`; reloads an earlier search in `tuner_dir`."""
     base, manifest = checked_base(settings)
     strategy = strategy or make_strategy(base.devices)
+    log.info("each trial trains on %s", describe_devices(strategy))
     hypermodel = LSTMHyperModel(settings.space, base, settings.data_dir, manifest, strategy)
     # keras-tuner draws a random seed for a falsy one, so seed 0 would not repeat a search.
     common = dict(hypermodel=hypermodel, objective=OBJECTIVE, directory=tuner_dir,

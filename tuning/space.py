@@ -18,11 +18,13 @@ or a frame that does not fit every window.  Errors name the options of
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-import keras_tuner as kt
+from typing import TYPE_CHECKING, Any
 
 from trainer.config import FRONT_ENDS, TrainConfig
+from trainer.errors import UserError
+
+if TYPE_CHECKING:  # keras_tuner imports TensorFlow, which `--help` must not wait for
+    import keras_tuner as kt
 
 # TrainConfig keys that a trial sets from its hyperparameters alone, so not trainer
 # options of the tuner.  The augment_* keys stay options: `augment` scales them.
@@ -32,7 +34,7 @@ AUGMENT_SCALED = ("augment_gain", "augment_channel_dropout", "augment_noise")  #
 FRAMED_FRONT_ENDS = tuple(f for f in FRONT_ENDS if f != "raw")  # those with frame and hop
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError):
     """The search space cannot be searched (on this data, with this base config)."""
 
 
@@ -69,9 +71,9 @@ class SearchSpace:
             raise SpaceError("--units and --batch-sizes need at least one choice each")
         for name, flag in (("dropout", "--dropout-range"),
                            ("learning_rate", "--learning-rate-range")):
-            low, high = getattr(self, name)
-            if not low <= high:
-                raise SpaceError(f"{flag} {low},{high} is empty")
+            bounds = getattr(self, name)
+            if len(bounds) != 2 or not bounds[0] <= bounds[1]:
+                raise SpaceError(f"{flag} {shown(bounds)}: need LOW,HIGH with LOW <= HIGH")
         unknown = sorted(set(self.front_ends) - set(FRONT_ENDS))
         if unknown:
             raise SpaceError(f"--front-ends {shown(unknown)}: not among {shown(FRONT_ENDS)}")

@@ -17,17 +17,23 @@ stops a trial early as it stops a training run).  For a distributed search,
 run the same `search` command on every machine with KERASTUNER_TUNER_ID
 (`chief` on one, `tuner0`, `tuner1`, ... on the others), KERASTUNER_ORACLE_IP
 and KERASTUNER_ORACLE_PORT set, and a --tuner-dir that all can reach (gs://).
+A user error prints one line and exits with status 2 (--verbose: its traceback).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from trainer.config import FRONT_ENDS, TrainConfig, add_config_arguments, config_from_args
-from tuning.space import TUNED_KEYS, SearchSpace, SpaceError, shown
+from trainer import console
+from trainer.config import (FRONT_ENDS, TrainConfig, add_config_arguments, config_from_args,
+                            parse_bool)
+from trainer.errors import exit_on_user_error
+from tuning.settings import ALGORITHMS, SearchSettings
+from tuning.space import TUNED_KEYS, SearchSpace, shown
+
+PROG = "python -m tuning"
 
 BASE = "the --config file's value, else {}"  # help of a dimension Fixed by default
 
@@ -37,102 +43,123 @@ def _values(cast: Callable[[str], Any]) -> Callable[[str], tuple]:
     def parse(text: str) -> tuple:
         try:
             return tuple(cast(v.strip()) for v in text.split(",") if v.strip())
-        except ValueError as err:
+        except (ValueError, argparse.ArgumentTypeError) as err:
             raise argparse.ArgumentTypeError(f"{text!r}: {err}") from err
     return parse
 
 
-def _bool(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise ValueError(f"{text!r} is not true or false")
-    return text.lower() == "true"
+def _range(text: str) -> tuple[float, float]:
+    """LOW,HIGH: two numbers, LOW <= HIGH."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH (two numbers, e.g. "
+                                         "0.1,0.3)") from None
+    if low > high:
+        raise argparse.ArgumentTypeError(f"{text!r}: LOW {low:g} is above HIGH {high:g}")
+    return low, high
 
 
 def _parser() -> argparse.ArgumentParser:
-    from tuning.search import ALGORITHMS
-
-    default, trainer = SearchSpace(), TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m tuning", description=__doc__,
+    default, trainer, settings = SearchSpace(), TrainConfig(), SearchSettings(data_dir="")
+    # No abbreviations: `--hop 16` must not pass for `--hop-fractions 16`.
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    common = dict(allow_abbrev=False, parents=[console.verbose_option()])
 
-    # No abbreviations: `--hop 16` must not pass for `--hop-fractions 16`.
-    search = commands.add_parser("search", help="run or resume a search", allow_abbrev=False)
-    search.add_argument("--data", required=True, help="beam_preprocess output directory")
-    search.add_argument("--tuner-dir", required=True, help="local or gs:// directory")
-    search.add_argument("--algorithm", choices=ALGORITHMS, default="hyperband",
-                        help="default: hyperband")
-    search.add_argument("--max-trials", type=int, default=10,
+    search = commands.add_parser("search", help="run or resume a search", **common)
+    search.add_argument("--data", required=True, metavar="DIR",
+                        help="the --output directory of beam_preprocess (required)")
+    search.add_argument("--tuner-dir", required=True, metavar="DIR",
+                        help="where the search keeps its trials, logs and report, local or "
+                             "gs://; the same command resumes the search there (required)")
+    search.add_argument("--algorithm", choices=ALGORITHMS, default=settings.algorithm,
+                        help="keras-tuner's search algorithm; choices: "
+                             f"{', '.join(ALGORITHMS)}. Default: {settings.algorithm}")
+    search.add_argument("--max-trials", type=int, default=settings.max_trials, metavar="N",
                         help="trials of random and bayesian (hyperband: set by --epochs "
-                             "and --hyperband-factor); default: 10")
-    search.add_argument("--hyperband-factor", type=int, default=3, help="default: 3")
+                             f"and --hyperband-factor). Default: {settings.max_trials}")
+    search.add_argument("--hyperband-factor", type=int, default=settings.hyperband_factor,
+                        metavar="N", help="hyperband's reduction factor: each round keeps "
+                        "1/N of the trials and trains them N times longer. "
+                        f"Default: {settings.hyperband_factor}")
     search.add_argument("--overwrite", action="store_true",
-                        help="start afresh (default: resume the search in --tuner-dir)")
-    search.add_argument("--max-layers", type=int, default=default.max_layers,
-                        help=f"1 to this many LSTM layers; default: {default.max_layers}")
-    search.add_argument("--units", type=_values(int), default=default.units,
-                        help=f"choices of units per layer; default: {shown(default.units)}")
+                        help="delete --tuner-dir and start afresh. Default: resume the search "
+                             "in --tuner-dir")
+    search.add_argument("--max-layers", type=int, default=default.max_layers, metavar="N",
+                        help=f"1 to this many LSTM layers. Default: {default.max_layers}")
+    search.add_argument("--units", type=_values(int), default=default.units, metavar="LIST",
+                        help=f"choices of units per layer. Default: {shown(default.units)}")
     search.add_argument("--batch-sizes", type=_values(int), default=default.batch_sizes,
-                        help="choices of global minibatch size; "
-                             f"default: {shown(default.batch_sizes)}")
-    search.add_argument("--dropout-range", type=_values(float), default=default.dropout,
-                        help=f"LOW,HIGH (steps of 0.1); default: {shown(default.dropout)}")
-    search.add_argument("--learning-rate-range", type=_values(float),
-                        default=default.learning_rate,
-                        help=f"LOW,HIGH (log scale); default: {shown(default.learning_rate)}")
+                        metavar="LIST", help="choices of global minibatch size. "
+                        f"Default: {shown(default.batch_sizes)}")
+    search.add_argument("--dropout-range", type=_range, default=default.dropout,
+                        metavar="LOW,HIGH", help="range of dropout, in steps of 0.1. "
+                        f"Default: {shown(default.dropout)}")
+    search.add_argument("--learning-rate-range", type=_range, default=default.learning_rate,
+                        metavar="LOW,HIGH", help="range of the learning rate, sampled on a "
+                        f"log scale. Default: {shown(default.learning_rate)}")
     search.add_argument("--front-ends", type=_values(str), default=default.front_ends,
-                        help=f"choices among {','.join(FRONT_ENDS)}; default: "
-                             + BASE.format(trainer.front_end))
+                        metavar="LIST", help=f"choices among {','.join(FRONT_ENDS)}. "
+                        "Default: " + BASE.format(trainer.front_end))
     search.add_argument("--windows", type=_values(int), default=default.windows,
-                        help="choices of rows per window, each at most the data's window; "
-                             "default: " + BASE.format("the data's window"))
+                        metavar="LIST", help="choices of rows per window, each at most the "
+                        "data's window. Default: " + BASE.format("the data's window"))
     search.add_argument("--frames", type=_values(int), default=default.frames,
-                        help="choices of rows per frame (spectral, filterbank), each at most "
-                             "every window; default: " + BASE.format(trainer.frame))
+                        metavar="LIST", help="choices of rows per frame (spectral, "
+                        "filterbank), each at most every window. Default: "
+                        + BASE.format(trainer.frame))
     search.add_argument("--hop-fractions", type=_values(float), default=default.hop_fractions,
-                        help="choices of hop / frame in (0, 1] (hop = frame x fraction, "
-                             "rounded); default: the --config file's hop / frame, else "
-                             f"{trainer.hop / trainer.frame:g}")
+                        metavar="LIST", help="choices of hop / frame in (0, 1] (hop = frame x "
+                        "fraction, rounded). Default: the --config file's hop / frame, else "
+                        f"{trainer.hop / trainer.frame:g}")
     search.add_argument("--augment", type=_values(float), default=default.augment,
-                        help="choices of a multiplier of the four augment_* options "
-                             "(augment_shift rounded; 0: no augmentation); "
-                             f"default: {shown(default.augment)}")
+                        metavar="LIST", help="choices of a multiplier of the four augment_* "
+                        "options (augment_shift rounded; 0: no augmentation). "
+                        f"Default: {shown(default.augment)}")
     # Its own dest: `temperature_scaling` would pass for the trainer option in config_from_args.
-    search.add_argument("--temperature-scaling", type=_values(_bool),
+    search.add_argument("--temperature-scaling", type=_values(parse_bool),
                         dest="temperature_scaling_choices", default=default.temperature_scaling,
-                        help="choices among true,false; default: "
-                             + BASE.format(str(trainer.temperature_scaling).lower()))
+                        metavar="LIST", help="choices among true,false. Default: "
+                        + BASE.format(str(trainer.temperature_scaling).lower()))
     add_config_arguments(search, exclude=TUNED_KEYS)
 
-    report = commands.add_parser("report", help="table, plots, HParams logs, best config")
-    report.add_argument("--tuner-dir", required=True)
-    report.add_argument("--top", type=int, default=3, help="trials in the per-class plot")
+    report = commands.add_parser("report", help="table, plots, HParams logs, best config",
+                                 **common)
+    report.add_argument("--tuner-dir", required=True, metavar="DIR",
+                        help="the --tuner-dir of a search; the report goes to DIR/report/ "
+                             "(required)")
+    report.add_argument("--top", type=int, default=3, metavar="N",
+                        help="the best N trials are drawn in the per-class plot. Default: 3")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    console.start(args.verbose)
+    return exit_on_user_error(f"{PROG} {args.command}", args.verbose, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     # Imported here so that `--help` and argument errors do not wait for TensorFlow.
     if args.command == "search":
-        from tuning.search import SearchSettings, search
+        from trainer.data import shards_read_whole
+        from tuning.search import search
 
-        try:
-            settings = SearchSettings(
-                data_dir=args.data, algorithm=args.algorithm, max_trials=args.max_trials,
-                hyperband_factor=args.hyperband_factor,
-                space=SearchSpace(max_layers=args.max_layers, units=args.units,
-                                  batch_sizes=args.batch_sizes, dropout=args.dropout_range,
-                                  learning_rate=args.learning_rate_range,
-                                  front_ends=args.front_ends, windows=args.windows,
-                                  frames=args.frames, hop_fractions=args.hop_fractions,
-                                  augment=args.augment,
-                                  temperature_scaling=args.temperature_scaling_choices),
-                base=config_from_args(args))
+        settings = SearchSettings(
+            data_dir=args.data, algorithm=args.algorithm, max_trials=args.max_trials,
+            hyperband_factor=args.hyperband_factor,
+            space=SearchSpace(max_layers=args.max_layers, units=args.units,
+                              batch_sizes=args.batch_sizes, dropout=args.dropout_range,
+                              learning_rate=args.learning_rate_range,
+                              front_ends=args.front_ends, windows=args.windows,
+                              frames=args.frames, hop_fractions=args.hop_fractions,
+                              augment=args.augment,
+                              temperature_scaling=args.temperature_scaling_choices),
+            base=config_from_args(args))
+        with shards_read_whole(args.data):
             tuner = search(settings, args.tuner_dir, overwrite=args.overwrite)
-        except SpaceError as err:
-            print(f"python -m tuning search: {err}", file=sys.stderr)
-            return 2
         trials = tuner.oracle.get_best_trials(1)
         print(json.dumps({"tuner_dir": args.tuner_dir,
                           "best_trial": trials[0].trial_id if trials else None,

@@ -10,7 +10,7 @@ from beam_preprocess.synth.files import SPLITS, generate
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="pilotstate-synth",
+        prog="pilotstate-synth", allow_abbrev=False,
         description="Write a stand-in for the Kaggle 'Reducing Commercial Aviation Fatalities' "
                     "CSVs: train.csv, test.csv and test_labels.csv.")
     parser.add_argument("--out", required=True, help="output directory")
