@@ -28,6 +28,15 @@ def _read_csv(path: str, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
+def read_labels(path: str) -> pd.DataFrame:
+    """A labels CSV (id,event), checked: unique ids, events among CLASSES."""
+    truth = _read_csv(path, ["id", "event"])
+    unknown = sorted(set(truth["event"].unique()) - set(CLASSES))
+    if unknown:
+        raise ValueError(f"{path}: events {unknown} are not among {list(CLASSES)}")
+    return truth
+
+
 def score(submission: str, labels: str) -> dict:
     """Metrics (log loss overall and per class, accuracy, confusion) of a submission.
 
@@ -35,10 +44,7 @@ def score(submission: str, labels: str) -> dict:
     would otherwise go unnoticed, and Kaggle rejects such files.
     """
     predicted = _read_csv(submission, ["id", *CLASSES])
-    truth = _read_csv(labels, ["id", "event"])
-    unknown = sorted(set(truth["event"].unique()) - set(CLASSES))
-    if unknown:
-        raise ValueError(f"{labels}: events {unknown} are not among {list(CLASSES)}")
+    truth = read_labels(labels)
     merged = truth.merge(predicted, on="id", how="outer", indicator=True)
     missing = merged["_merge"] == "left_only"
     extra = merged["_merge"] == "right_only"
