@@ -58,7 +58,7 @@ demo: venv
 	$(PY) -m tuning report --tuner-dir $(DEMO_DIR)/tuning
 	@echo "== 6/8 predict the test set"
 	$(PY) -m trainer predict --run $(DEMO_DIR)/job --data $(DEMO_DIR)/data \
-	    --out $(DEMO_DIR)/submission.csv --prior $(DEMO_PRIOR)
+	    --out $(DEMO_DIR)/submission.csv --prior $(DEMO_PRIOR) --labels $(DEMO_DIR)/raw/test_labels.csv
 	@echo "== 7/8 score the submission against test_labels.csv"
 	$(PY) -m trainer score --submission $(DEMO_DIR)/submission.csv --labels $(DEMO_DIR)/raw/test_labels.csv \
 	    > $(DEMO_DIR)/score.json
@@ -77,6 +77,7 @@ demo: venv
 	@echo "  tuning report      $(DEMO_DIR)/tuning/report/  (trials.md, *.png, best_config.json)"
 	@echo "  tuning HParams     .venv/bin/tensorboard --logdir $(DEMO_DIR)/tuning/report/hparams"
 	@echo "  submission         $(DEMO_DIR)/submission.csv  score: $(DEMO_DIR)/score.json"
+	@echo "  test session plot  $(DEMO_DIR)/submission_session.png"
 	@echo "  GBM peer           $(DEMO_DIR)/gbm-submission.csv  scores: $(DEMO_DIR)/gbm.json"
 
 bench: venv

@@ -11,12 +11,15 @@ import sys
 from typing import Optional
 
 import keras_tuner as kt
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from trainer.config import TrainConfig
 from tuning.hypermodel import OBJECTIVE_NAME, TRIAL_RECORD
-from tuning.report import TrialSummary, best_config, load_trials
+from trainer.figures import plt
+from tuning.report import (TrialSummary, best_config, load_trials, objective_figure,
+                           per_class_figure, trials_markdown)
 from tuning.search import PROJECT
 from tuning.space import SearchSpace
 from tuning.task import main
@@ -159,6 +162,52 @@ def test_report_lists_every_trial_and_the_exported_config_reproduces_the_best(
         trials[0].metrics["val_balanced_log_loss"], abs=1e-3)
     assert metrics["best"]["calibrated"]["balanced_log_loss"] == pytest.approx(
         trials[0].score, abs=1e-3)
+
+
+def _legend_outside(fig, ax) -> bool:
+    fig.canvas.draw()
+    return not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent())
+
+
+def test_report_plots_are_readable_and_the_table_has_no_empty_column(random_search):
+    """Integer hyperparameters get integer ticks at the values tried, the learning rate
+    a log axis with plain labels, every point its trial id, legends outside the data;
+    columns empty for every trial (`continues` outside Hyperband) are left out."""
+    trials = load_trials(random_search)
+    scored = {t.trial_id for t in trials if t.score is not None}
+    for name in ("lstm_layers", "units_0", "batch_size", "window", "frame", "augment"):
+        fig = objective_figure(trials, name)
+        ax = fig.axes[0]
+        tried = sorted({t.hyperparameters[name] for t in trials if name in t.hyperparameters})
+        assert list(ax.get_xticks()) == tried, name
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(int(v)) for v in tried], name
+        assert {t.get_text() for t in ax.texts} == scored, name
+        assert _legend_outside(fig, ax), name
+        plt.close(fig)
+
+    fig = objective_figure(trials, "learning_rate")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    fig.canvas.draw()
+    low, high = ax.get_xlim()
+    shown = [(tick, label.get_text()) for tick, label in zip(ax.get_xticks(), ax.get_xticklabels())
+             if low <= tick <= high]
+    assert len(shown) >= 2
+    for tick, text in shown:  # plain decimals such as 0.003, not 3e-03 or $10^{-3}$
+        assert text == np.format_float_positional(float(f"{tick:.3g}"), trim="-"), text
+    assert {t.get_text() for t in ax.texts} == scored and _legend_outside(fig, ax)
+    plt.close(fig)
+
+    fig = per_class_figure(trials, top=3)
+    assert all(float(t).is_integer() for ax in fig.axes for t in ax.get_xticks())
+    assert _legend_outside(fig, fig.axes[-1]) and fig.axes[0].get_ylabel()
+    plt.close(fig)
+
+    header, _, *rows = [[c.strip() for c in line.strip("|").split("|")]
+                        for line in trials_markdown(trials).splitlines()]
+    assert "continues" not in header and "trial" in header and "objective" in header
+    for i, column in enumerate(header):
+        assert any(row[i] for row in rows), column
 
 
 @pytest.mark.parametrize("args, message", [

@@ -17,7 +17,7 @@ import contextlib
 import json
 import posixpath
 import re
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -331,15 +331,21 @@ def strided_ends(num_rows: tf.Tensor, context_rows: tf.Tensor, window: int,
 
 
 def strided_segments(paths: list[str], window: int, stride: int, cycle_length: int,
-                     keys: tuple[str, ...]) -> tf.data.Dataset:
+                     keys: tuple[str, ...],
+                     keep: Optional[Callable[[dict], tf.Tensor]] = None) -> tf.data.Dataset:
     """Per segment: its `keys`, plus windows at a stride and their `ends`.
 
     Every segment gets at least one window: one shorter than a window (a short
     contiguous run) is padded at the front with copies of its first row, and one
     whose context leaves no stride end gets the window ending at its last row.
+    `keep(segment)`, if given, selects segments (by crew, seat, experiment, block)
+    before any window is cut.
     """
-    wanted = tuple(set(keys) | {spec.SIGNALS, spec.NUM_ROWS, spec.CONTEXT_ROWS})
+    wanted = tuple(set(keys) | {spec.SIGNALS, spec.NUM_ROWS, spec.CONTEXT_ROWS}
+                   | ({spec.CREW, spec.SEAT, spec.EXPERIMENT, spec.BLOCK} if keep else set()))
     segments = _parse_segments(_records(paths, cycle_length, None), wanted)
+    if keep is not None:
+        segments = segments.filter(keep)
 
     def add_windows(segment: dict) -> dict:
         signals = segment[spec.SIGNALS]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import posixpath
 import tempfile
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import keras
 import numpy as np
@@ -26,11 +27,15 @@ from trainer import record_spec as spec
 from trainer.config import TrainConfig
 from trainer.distribution import describe_devices
 from trainer.errors import UserError
+from trainer.figures import save_figure
 from trainer.metrics import softmax
 from trainer.model import logits_function
 from trainer.prior import (DEFAULT_PRIOR, PriorEstimate, correct_prior, estimate_prior_bbse,
                            estimate_prior_em, parse_prior)
 from trainer.progress import Progress
+from trainer.score import read_labels
+from trainer.session_plot import (UNKNOWN, most_changing_session, segment_trace,
+                                  session_figure, session_trace)
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +64,19 @@ def rows_from_windows(window_values: np.ndarray, ends: np.ndarray, num_rows: int
 
 
 def segment_window_logits(model: keras.Model, paths: list[str], window: int, stride: int,
-                          keys: tuple[str, ...], cycle_length: int = 4
+                          keys: tuple[str, ...], cycle_length: int = 4,
+                          keep: Optional[Callable[[dict], tf.Tensor]] = None
                           ) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
-    """Per segment: its `keys` as numpy, the logits of its strided windows, and for
-    each of its own rows the index of the window that predicts it (row_windows)."""
+    """Per segment (those `keep` selects, see data.strided_segments): its `keys` as
+    numpy, the logits of its strided windows, and for each of its own rows the index
+    of the window that predicts it (row_windows)."""
     logits_fn = logits_function(model, window)
-    for segment in data.strided_segments(paths, window, stride, cycle_length, keys):
+    for segment in data.strided_segments(paths, window, stride, cycle_length, keys, keep):
         window_logits = logits_fn(segment["windows"]).numpy()
         values = {k: segment[k].numpy() for k in keys}
         index = row_windows(segment["ends"].numpy(), int(segment[spec.NUM_ROWS]),
                             int(segment[spec.CONTEXT_ROWS]))
         yield values, window_logits, index
-
-
-def segment_row_logits(model: keras.Model, paths: list[str], window: int, stride: int,
-                       keys: tuple[str, ...], cycle_length: int = 4
-                       ) -> Iterator[tuple[dict, np.ndarray]]:
-    """(segment's `keys` as numpy, logits of its own rows) for every segment."""
-    for values, window_logits, index in segment_window_logits(
-            model, paths, window, stride, keys, cycle_length):
-        yield values, window_logits[index]
 
 
 class IdLedger:
@@ -112,13 +110,17 @@ class IdLedger:
 
 
 def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
-            prior: Optional[str] = DEFAULT_PRIOR) -> dict:
-    """Writes `out` (id,A,B,C,D); returns a summary (rows, prior used, temperature).
+            prior: Optional[str] = DEFAULT_PRIOR, labels: Optional[str] = None,
+            plot: Optional[str] = None) -> dict:
+    """Writes `out` (id,A,B,C,D) and the plot of a whole test session; returns a
+    summary (rows, prior used, temperature, the session plotted).
 
     The run's temperature (fitted on validation) is applied first, then the prior
     correction.  An estimated prior (`bbse`, `em`) needs all test predictions before
     any row is written, so the windows' probabilities are kept in memory (4 floats
-    per window, not per row).
+    per window, not per row).  `plot` (default: beside `out`, `<name>_session.png`)
+    shows the test session with the most label changes in `labels` (a CSV id,event;
+    its band only where an id is labelled), or without labels the first session.
     """
     paths = run_dir.find_run(run)
     config = TrainConfig.load(paths.file("config.json"))
@@ -130,16 +132,24 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     target = parse_prior(prior, manifest)
     shards = data.shard_paths(data_dir, manifest, "test")  # DataError if there is no test split
     ledger = IdLedger(manifest["splits"]["test"]["ids"])
+    label_of_id = _labels_by_id(labels, ledger.expected) if labels else None
     model = load_run_model(paths)
     log.info("predicting on %s", describe_devices(tf.distribute.get_strategy()))
     # About one window per `stride` rows (a segment's first window may start later).
     progress = Progress("predicting", -(-ledger.expected["count"] // stride))
-    segments = []
+    segments, traces = [], []
     for values, window_logits, index in segment_window_logits(
-            model, shards, config.window, stride, (spec.IDS, spec.CONTEXT_ROWS)):
-        ids = values[spec.IDS][values[spec.CONTEXT_ROWS]:]
+            model, shards, config.window, stride,
+            (spec.IDS, spec.CONTEXT_ROWS, spec.CREW, spec.SEAT, spec.EXPERIMENT, spec.BLOCK,
+             spec.TIME)):
+        own = slice(int(values[spec.CONTEXT_ROWS]), None)
+        ids = values[spec.IDS][own]
         ledger.add(ids)
         segments.append((ids, softmax(window_logits.astype(np.float64) / temperature), index))
+        traces.append(((int(values[spec.CREW]), int(values[spec.SEAT]), values[spec.EXPERIMENT]),
+                       segment_trace(int(values[spec.BLOCK]), values[spec.TIME][own], index,
+                                     None if label_of_id is None
+                                     else label_of_id[ids - ledger.expected["min"]])))
         progress.advance(len(window_logits))
     progress.close()
     ledger.check_complete()
@@ -149,14 +159,43 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         log.info("test prior estimated (--prior %s): %s", prior,
                  ", ".join(f"{c} {p:.3f}" for c, p in zip(spec.CLASSES, target)))
     summary["prior"] = None if target is None else target.tolist()
+    changes: dict[tuple, int] = {}
+    for key, part in traces:
+        changes[key] = changes.get(key, 0) + part.label_changes
+    shown, shown_parts = most_changing_session(changes), []
     with tf.io.gfile.GFile(out, "wb") as f:
         f.write(("id," + ",".join(spec.CLASSES) + "\n").encode())
-        for ids, probs, index in segments:
+        for (ids, probs, index), (key, part) in zip(segments, traces):
             if target is not None:
                 probs = correct_prior(probs, training_prior, target)
             f.write(_csv_rows(ids, probs[index]))
+            if key == shown:
+                shown_parts.append((part, probs))
     log.info("wrote %d rows to %s", ledger.count, out)
+    crew, seat, experiment = shown
+    trace = session_trace(
+        f"test session crew {crew} seat {seat} {experiment.decode()}",
+        f"temperature {temperature:.2f}, prior " + ("of training" if target is None else
+                                                    "corrected"), shown_parts)
+    plot = plot or posixpath.splitext(out)[0] + "_session.png"
+    save_figure(session_figure(trace), plot)
+    summary["session_plot"] = {"path": plot, **trace.describe()}
+    log.info("plotted %s in %s", trace.name, plot)
     return summary
+
+
+def _labels_by_id(path: str, ids: dict) -> np.ndarray:
+    """The label index of every test id in [ids min, ids max] (UNKNOWN if unlabelled)."""
+    truth = read_labels(path)
+    label_of_id = np.full(ids["max"] - ids["min"] + 1, UNKNOWN, dtype=np.int8)
+    offsets = truth["id"].to_numpy() - ids["min"]
+    inside = (offsets >= 0) & (offsets < label_of_id.size)
+    if not inside.all():
+        log.warning("%s: %d labelled ids are not test ids of the data (ignored)",
+                    path, int((~inside).sum()))
+    classes = truth["event"].map({c: i for i, c in enumerate(spec.CLASSES)}).to_numpy()
+    label_of_id[offsets[inside]] = classes[inside]
+    return label_of_id
 
 
 def _estimate_test_prior(estimate: PriorEstimate, segments: list, training_prior: np.ndarray,

@@ -31,6 +31,15 @@ def _read_csv(path: str, columns: list[str], option: str) -> pd.DataFrame:
     return frame
 
 
+def read_labels(path: str) -> pd.DataFrame:
+    """A labels CSV (id,event), checked: unique ids, events among CLASSES."""
+    truth = _read_csv(path, ["id", "event"], "--labels")
+    unknown = sorted(set(truth["event"].unique()) - set(CLASSES))
+    if unknown:
+        raise UserError(f"{path}: events {unknown} are not among {list(CLASSES)}")
+    return truth
+
+
 def score(submission: str, labels: str) -> dict:
     """Metrics (log loss overall and per class, accuracy, confusion) of a submission.
 
@@ -38,10 +47,7 @@ def score(submission: str, labels: str) -> dict:
     would otherwise go unnoticed, and Kaggle rejects such files.
     """
     predicted = _read_csv(submission, ["id", *CLASSES], "--submission")
-    truth = _read_csv(labels, ["id", "event"], "--labels")
-    unknown = sorted(set(truth["event"].unique()) - set(CLASSES))
-    if unknown:
-        raise UserError(f"{labels}: events {unknown} are not among {list(CLASSES)}")
+    truth = read_labels(labels)
     merged = truth.merge(predicted, on="id", how="outer", indicator=True)
     missing = merged["_merge"] == "left_only"
     extra = merged["_merge"] == "right_only"

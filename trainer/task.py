@@ -2,6 +2,7 @@
 
     train    --data DIR --job-dir DIR [--config FILE] [--<hyperparameter> VALUE ...]
     predict  --run DIR --data DIR --out submission.csv [--stride N] [--prior P]
+             [--labels FILE] [--plot FILE]
     score    --submission FILE --labels FILE
 
 DIRs and files may be local or gs://.  On Vertex AI, --job-dir defaults to the
@@ -55,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--prior", default=DEFAULT_PRIOR,
                          help=f"the test split's class prior: {PRIOR_HELP}. "
                               f"Default: {DEFAULT_PRIOR}")
+    predict.add_argument("--labels", help="CSV id,event of (some) test ids, e.g. the stand-in's "
+                         "test_labels.csv: the session plot shows them as a band under the "
+                         "predictions and picks the session with the most label changes; "
+                         "default: none (predictions only, first session)")
+    predict.add_argument("--plot", help="PNG of one whole test session's predictions; "
+                         "default: beside --out, named <out name>_session.png")
 
     score = commands.add_parser("score", help="multi-class log loss of a submission", **common)
     score.add_argument("--submission", required=True, metavar="FILE",
@@ -89,7 +96,8 @@ def _run(args: argparse.Namespace) -> int:
 
         with shards_read_whole(args.data):
             summary = predict(args.run, args.data, args.out,
-                              stride=args.stride or DEFAULT_STRIDE, prior=args.prior)
+                              stride=args.stride or DEFAULT_STRIDE, prior=args.prior,
+                              labels=args.labels, plot=args.plot)
         print(json.dumps(summary))
     else:
         from trainer.score import score

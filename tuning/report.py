@@ -4,9 +4,11 @@ Reads only the tuner directory (keras-tuner's trial.json files and the
 pilotstate_trial.json that LSTMHyperModel.fit leaves beside each), so a search
 can be reviewed where its data is not.  Writes into TUNER_DIR/report/:
 
-    trials.csv, trials.md        one row per trial, best first
-    objective_vs_<hp>.png        the objective against each hyperparameter (categories on
-                                 the x axis for front_end and temperature_scaling)
+    trials.csv, trials.md        one row per trial, best first (columns empty for every
+                                 trial left out)
+    objective_vs_<hp>.png        the objective against each hyperparameter, points labelled
+                                 with trial ids (categories on the x axis for front_end
+                                 and temperature_scaling)
     per_class_best.png           per-class validation log loss by epoch, best trials
     hparams/                     TensorBoard HParams logs (tensorboard --logdir TUNER_DIR/report/hparams)
     best_config.json             the best trial's TrainConfig: `python -m trainer train --config`
@@ -28,20 +30,19 @@ import posixpath
 from typing import Any, Optional
 
 import keras_tuner as kt
-import matplotlib
+import numpy as np
+import tensorflow as tf
+from matplotlib.ticker import (FuncFormatter, LogLocator, MaxNLocator, NullFormatter,
+                               NullLocator)
+from tensorboard.plugins.hparams import api as hparams_api
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorboard.plugins.hparams import api as hparams_api  # noqa: E402
-
-from trainer import run_dir  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.errors import UserError  # noqa: E402
-from trainer.plots import save_figure  # noqa: E402
-from trainer.record_spec import CLASSES  # noqa: E402
-from tuning.hypermodel import TRIAL_RECORD  # noqa: E402
-from tuning.search import OBJECTIVE, PROJECT  # noqa: E402
+from trainer import run_dir
+from trainer.config import TrainConfig
+from trainer.errors import UserError
+from trainer.figures import plt, save_figure
+from trainer.record_spec import CLASSES
+from tuning.hypermodel import TRIAL_RECORD
+from tuning.search import OBJECTIVE, PROJECT
 
 HYPERPARAMETERS = ("lstm_layers", "units_0", "units_1", "units_2", "dropout",
                    "learning_rate", "batch_size", "front_end", "window", "frame",
@@ -119,7 +120,9 @@ def _rows(trials: list[TrialSummary]) -> list[dict[str, Any]]:
         row["epochs_run"] = len(t.epochs)
         row["seconds"] = _fmt(t.seconds, 1)
         rows.append(row)
-    return rows
+    # Columns no trial fills (e.g. `continues` outside Hyperband) are left out.
+    empty = [k for k in rows[0] if all(r[k] == "" for r in rows)]
+    return [{k: v for k, v in r.items() if k not in empty} for r in rows]
 
 
 def _fmt(value: Optional[float], digits: int = 4) -> str:
@@ -148,37 +151,66 @@ def _write_csv(path: str, trials: list[TrialSummary]) -> None:
         f.write(buffer.getvalue())
 
 
+def _plain_number(value: float, _position: int = 0) -> str:
+    """0.0003, not 3e-04 or 3x10^-4 (nor 0.00030000000000000003)."""
+    return np.format_float_positional(float(f"{value:.3g}"), trim="-")
+
+
+def objective_figure(trials: list[TrialSummary], name: str) -> Optional[plt.Figure]:
+    """The objective of every scored trial against hyperparameter `name`, each point
+    labelled with its trial id (None if no trial has `name`).  Strings and booleans go
+    on a categorical axis, whole numbers get ticks at the values tried (log2 spacing
+    for sizes), the learning rate a log axis with plain-number labels."""
+    points = [(t.hyperparameters[name], t.score, t.trial_id) for t in trials
+              if t.score is not None and name in t.hyperparameters]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    xs, ys, ids = zip(*points)
+    if any(isinstance(x, (str, bool)) for x in xs):
+        categories = sorted({str(x) for x in xs})
+        ax.set_xticks(range(len(categories)), categories)
+        ax.set_xlim(-0.5, len(categories) - 0.5)
+        xs = [categories.index(str(x)) for x in xs]
+    elif name == "learning_rate":
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
+    elif all(float(x).is_integer() for x in xs):  # sizes, layers, augment 0/1/2
+        if name in LOG2_AXES:
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_minor_locator(NullLocator())
+        values = sorted(set(xs))
+        ax.set_xticks(values, [str(int(v)) for v in values])
+        low, high = values[0], values[-1]
+        ax.set_xlim(*((low / 1.5, high * 1.5) if name in LOG2_AXES else (low - 0.5, high + 0.5)))
+    ax.scatter(xs, ys)
+    for x, y, trial_id in zip(xs, ys, ids):
+        ax.annotate(trial_id, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=8)
+    ax.axhline(math.log(len(CLASSES)), color="grey", linestyle=":", label="chance (ln 4)")
+    ax.set_xlabel(name)
+    ax.set_ylabel(f"{OBJECTIVE.name}\n(best epoch)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0,
+              title="numbers: trial ids")
+    return fig
+
+
 def plot_objective_vs_hyperparameters(trials: list[TrialSummary], out_dir: str) -> list[str]:
-    """One scatter per hyperparameter; strings and booleans on a categorical axis."""
-    scored = [t for t in trials if t.score is not None]
+    """objective_vs_<hp>.png for every hyperparameter some scored trial has."""
     written = []
     for name in HYPERPARAMETERS:
-        points = [(t.hyperparameters[name], t.score) for t in scored if name in t.hyperparameters]
-        if not points:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        xs, ys = zip(*points)
-        if any(isinstance(x, (str, bool)) for x in xs):
-            categories = sorted({str(x) for x in xs})
-            ax.set_xticks(range(len(categories)), categories)
-            ax.set_xlim(-0.5, len(categories) - 0.5)
-            xs = [categories.index(str(x)) for x in xs]
-        elif name == "learning_rate":
-            ax.set_xscale("log")
-        elif name in LOG2_AXES:
-            ax.set_xscale("log", base=2)
-        ax.scatter(xs, ys)
-        ax.axhline(math.log(len(CLASSES)), color="grey", linestyle=":", label="chance (ln 4)")
-        ax.set_xlabel(name)
-        ax.set_ylabel(f"{OBJECTIVE.name}\n(best epoch)")
-        ax.legend(loc="best")
-        path = posixpath.join(out_dir, f"objective_vs_{name}.png")
-        save_figure(fig, path)
-        written.append(path)
+        fig = objective_figure(trials, name)
+        if fig is not None:
+            path = posixpath.join(out_dir, f"objective_vs_{name}.png")
+            save_figure(fig, path)
+            written.append(path)
     return written
 
 
-def plot_per_class_of_best(trials: list[TrialSummary], out_dir: str, top: int) -> Optional[str]:
+def per_class_figure(trials: list[TrialSummary], top: int) -> Optional[plt.Figure]:
+    """Per-class validation log loss by epoch of the `top` best trials (None if none)."""
     best = [t for t in trials if t.score is not None and t.epochs][:top]
     if not best:
         return None
@@ -191,8 +223,16 @@ def plot_per_class_of_best(trials: list[TrialSummary], out_dir: str, top: int) -
                 ax.plot(*zip(*points), marker="o", label=f"trial {t.trial_id}")
         ax.set_title(f"class {name}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("val log loss")
-    axes[-1].legend(loc="best")
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.04, 1), borderaxespad=0)
+    return fig
+
+
+def plot_per_class_of_best(trials: list[TrialSummary], out_dir: str, top: int) -> Optional[str]:
+    fig = per_class_figure(trials, top)
+    if fig is None:
+        return None
     path = posixpath.join(out_dir, "per_class_best.png")
     save_figure(fig, path)
     return path
