@@ -17,6 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from trainer.config import add_config_arguments, config_from_args
+from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
 from trainer.prior import DEFAULT_PRIOR, PRIOR_HELP
 
 
@@ -58,7 +59,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not job_dir:
             print("train: --job-dir is required (or AIP_MODEL_DIR on Vertex AI)", file=sys.stderr)
             return 2
-        paths = train(config_from_args(args), args.data, job_dir)
+        try:
+            with OutputClaim(job_dir, "python -m trainer train"):
+                paths = train(config_from_args(args), args.data, job_dir)
+        except (OutputClaimedError, ClaimLostError) as err:
+            print(f"train: {err}", file=sys.stderr)
+            return 1
         print(json.dumps({"run_id": paths.run_id, "run_dir": paths.run_dir}))
     elif args.command == "predict":
         from trainer.predict import DEFAULT_STRIDE, predict

@@ -27,6 +27,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from trainer.config import FRONT_ENDS, TrainConfig, add_config_arguments, config_from_args
+from trainer.output_claim import ClaimLostError, OutputClaimedError
 from tuning.space import TUNED_KEYS, SearchSpace, SpaceError, shown
 
 BASE = "the --config file's value, else {}"  # help of a dimension Fixed by default
@@ -133,6 +134,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except SpaceError as err:
             print(f"python -m tuning search: {err}", file=sys.stderr)
             return 2
+        except (OutputClaimedError, ClaimLostError) as err:
+            print(f"python -m tuning search: {err}", file=sys.stderr)
+            return 1
         trials = tuner.oracle.get_best_trials(1)
         print(json.dumps({"tuner_dir": args.tuner_dir,
                           "best_trial": trials[0].trial_id if trials else None,
