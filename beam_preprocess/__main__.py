@@ -14,6 +14,7 @@ from beam_preprocess.options import PreprocessConfig, parse_args
 from beam_preprocess.output_dir import prepare_output, remove_empty_temp_dirs
 from beam_preprocess.pipeline import build_pipeline, resolve_inputs
 from beam_preprocess.scaling import statistics_from_manifest
+from trainer.output_claim import OutputClaim
 
 
 def build(argv: Sequence[str]) -> tuple[beam.Pipeline, PreprocessConfig]:
@@ -33,13 +34,16 @@ def build(argv: Sequence[str]) -> tuple[beam.Pipeline, PreprocessConfig]:
 
 
 def run(argv: Sequence[str]) -> dict:
-    """Runs the job to completion; returns the manifest it wrote ({} for a dry run)."""
-    pipeline, config = build(argv)
-    pipeline.run().wait_until_finish()
-    if pipeline.options.view_as(TestOptions).dry_run:
-        return {}
-    remove_empty_temp_dirs(config.output)
-    return read_json(manifest_path(config.output))
+    """Runs the job to completion; returns the manifest it wrote ({} for a dry run).
+
+    The job holds its --output's writer claim (trainer/output_claim.py) throughout."""
+    with OutputClaim(parse_args(argv)[0].output, "python -m beam_preprocess"):
+        pipeline, config = build(argv)
+        pipeline.run().wait_until_finish()
+        if pipeline.options.view_as(TestOptions).dry_run:
+            return {}
+        remove_empty_temp_dirs(config.output)
+        return read_json(manifest_path(config.output))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

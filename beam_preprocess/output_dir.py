@@ -10,14 +10,18 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 
+from trainer.output_claim import is_claim
+
 
 class OutputExistsError(FileExistsError):
     """The output directory already holds files and --overwrite was not given."""
 
 
 def existing_files(output: str) -> list[str]:
+    """The files under `output`, but for this job's own writer claim."""
     pattern = f"{output.rstrip('/')}/**"
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list
+                  if not is_claim(m.path))
 
 
 def prepare_output(output: str, overwrite: bool) -> None:

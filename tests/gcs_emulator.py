@@ -7,6 +7,12 @@ filesystem uses) at it.  Beam first looks for Application Default Credentials
 authorized-user credential with a long-lived dummy token: nothing ever refreshes
 it, and the emulator ignores it.  NO_GCE_CHECK keeps google-auth from probing
 the GCE metadata server.
+
+gcp-storage-emulator ignores the ifGenerationMatch precondition, which real GCS
+enforces (HTTP 412) and the writer claims (trainer/output_claim.py) rely on, so
+this file, run as a script, starts the emulator with its upload and delete
+handlers checking it first (its HTTP server is single-threaded, so the check and
+the write are atomic).
 """
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Iterator, NamedTuple
+from http import HTTPStatus
+from typing import Callable, Iterator, NamedTuple
 
 import pytest
 
@@ -63,7 +70,7 @@ def gcs_emulator(tmp_path_factory) -> Iterator[GcsEmulator]:
     port = _free_port()
     workdir = tmp_path_factory.mktemp("gcs-emulator")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+        [sys.executable, __file__, "start", "--host", "127.0.0.1",
          "--port", str(port), "--in-memory", "--default-bucket", BUCKET],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     credentials = str(workdir / "credentials.json")
@@ -84,3 +91,48 @@ def gcs_emulator(tmp_path_factory) -> Iterator[GcsEmulator]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _checking_generation(handler: Callable, object_name: Callable) -> Callable:
+    """`handler`, answering 412 first when ifGenerationMatch differs from the object's
+    generation (0: the object must not exist), as GCS does."""
+    from gcp_storage_emulator.exceptions import NotFound
+
+    def handle(request, response, storage, *args, **kwargs):
+        expected = request.query.get("ifGenerationMatch")
+        if expected:
+            try:
+                generation = storage.get_file_obj(request.params["bucket_name"],
+                                                  object_name(request))["generation"]
+            except NotFound:
+                generation = "0"
+            if generation != expected[0]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "conditionNotMet", "errors": [
+                    {"reason": "conditionNotMet", "message": "Precondition Failed"}]}})
+                return None
+        return handler(request, response, storage, *args, **kwargs)
+    return handle
+
+
+def _serve_with_preconditions(argv: list[str]) -> int:
+    from gcp_storage_emulator import __main__ as emulator, server
+    from gcp_storage_emulator.handlers import objects
+
+    def uploaded_name(request) -> str:
+        if "name" in request.query:
+            return request.query["name"][0]
+        return request.data["meta"]["name"]   # multipart upload: the metadata part
+
+    wrapped = {objects.insert: _checking_generation(objects.insert, uploaded_name),
+               objects.delete: _checking_generation(
+                   objects.delete, lambda request: request.params["object_id"])}
+    for _, handlers in server.HANDLERS:
+        for method, handler in handlers.items():
+            handlers[method] = wrapped.get(handler, handler)
+    objects.insert = wrapped[objects.insert]   # the router's fallback for uploads
+    return emulator.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(_serve_with_preconditions(sys.argv[1:]))

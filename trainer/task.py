@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 from trainer import console
 from trainer.config import add_config_arguments, config_from_args
 from trainer.errors import UserError, exit_on_user_error
+from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
 from trainer.prior import DEFAULT_PRIOR, PRIOR_HELP
 
 PROG = "python -m trainer"
@@ -88,8 +89,12 @@ def _run(args: argparse.Namespace) -> int:
         job_dir = args.job_dir or run_dir.default_job_dir()
         if not job_dir:
             raise UserError("--job-dir is required (or AIP_MODEL_DIR on Vertex AI)")
-        with shards_read_whole(args.data):
-            paths = train(config_from_args(args), args.data, job_dir)
+        try:
+            with shards_read_whole(args.data), OutputClaim(job_dir, "python -m trainer train"):
+                paths = train(config_from_args(args), args.data, job_dir)
+        except (OutputClaimedError, ClaimLostError) as err:
+            print(f"{PROG} train: {err}", file=sys.stderr)
+            return 1
         print(json.dumps({"run_id": paths.run_id, "run_dir": paths.run_dir}))
     elif args.command == "predict":
         from trainer.predict import DEFAULT_STRIDE, predict

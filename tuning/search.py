@@ -18,6 +18,7 @@ of its machine.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
@@ -30,6 +31,7 @@ from trainer import data, run_dir
 from trainer.config import TrainConfig
 from trainer.distribution import describe_devices, make_strategy
 from trainer.errors import UserError
+from trainer.output_claim import OutputClaim, is_claim
 from tuning.hypermodel import OBJECTIVE_NAME, LSTMHyperModel
 from tuning.settings import SETTINGS_NAME, SearchSettings, setting_differences
 
@@ -90,7 +92,7 @@ def _claim_directory(tuner_dir: str, settings: SearchSettings, overwrite: bool) 
     """
     path = settings_path(tuner_dir)
     if overwrite and tf.io.gfile.exists(tuner_dir):
-        tf.io.gfile.rmtree(tuner_dir)
+        _empty_directory(tuner_dir)
     if tf.io.gfile.exists(path):
         earlier = run_dir.read_json(path)
         ours = settings.to_dict()
@@ -101,6 +103,18 @@ def _claim_directory(tuner_dir: str, settings: SearchSettings, overwrite: bool) 
                             "--overwrite to start afresh, or another --tuner-dir")
     tf.io.gfile.makedirs(tuner_dir)
     run_dir.write_json(path, settings.to_dict())
+
+
+def _empty_directory(directory: str) -> None:
+    """Removes everything in `directory` but this search's writer claim."""
+    for name in tf.io.gfile.listdir(directory):
+        path = posixpath.join(directory, name.rstrip("/"))
+        if is_claim(path):
+            continue
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
 
 
 def checked_base(settings: SearchSettings) -> tuple[TrainConfig, dict]:
@@ -131,11 +145,17 @@ def make_tuner(settings: SearchSettings, tuner_dir: str, *, overwrite: bool = Fa
 
 
 def search(settings: SearchSettings, tuner_dir: str, overwrite: bool = False) -> kt.Tuner:
-    """Runs (or resumes) the search; returns the tuner.  Workers never overwrite."""
+    """Runs (or resumes) the search; returns the tuner.  Workers never overwrite.
+
+    The chief (or a single process) holds the tuner directory's writer claim
+    (trainer/output_claim.py) throughout, so that a second chief fails at once."""
     checked_base(settings)  # before the directory is claimed (or wiped)
     overwrite = overwrite and not is_worker()
-    if not is_worker():
-        _claim_directory(tuner_dir, settings, overwrite)
-    tuner = make_tuner(settings, tuner_dir, overwrite=overwrite)
-    tuner.search(epochs=settings.base.epochs)
+    writer = (contextlib.nullcontext() if is_worker()
+              else OutputClaim(tuner_dir, "python -m tuning search"))
+    with writer:
+        if not is_worker():
+            _claim_directory(tuner_dir, settings, overwrite)
+        tuner = make_tuner(settings, tuner_dir, overwrite=overwrite)
+        tuner.search(epochs=settings.base.epochs)
     return tuner

@@ -34,6 +34,7 @@ from tuning.settings import ALGORITHMS, SearchSettings
 from tuning.space import TUNED_KEYS, SearchSpace, shown
 
 PROG = "python -m tuning"
+from trainer.output_claim import ClaimLostError, OutputClaimedError
 
 BASE = "the --config file's value, else {}"  # help of a dimension Fixed by default
 
@@ -158,8 +159,12 @@ def _run(args: argparse.Namespace) -> int:
                               augment=args.augment,
                               temperature_scaling=args.temperature_scaling_choices),
             base=config_from_args(args))
-        with shards_read_whole(args.data):
-            tuner = search(settings, args.tuner_dir, overwrite=args.overwrite)
+        try:
+            with shards_read_whole(args.data):
+                tuner = search(settings, args.tuner_dir, overwrite=args.overwrite)
+        except (OutputClaimedError, ClaimLostError) as err:
+            print(f"{PROG} search: {err}", file=sys.stderr)
+            return 1
         trials = tuner.oracle.get_best_trials(1)
         print(json.dumps({"tuner_dir": args.tuner_dir,
                           "best_trial": trials[0].trial_id if trials else None,
