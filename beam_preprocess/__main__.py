@@ -1,24 +1,30 @@
-"""`python -m beam_preprocess --train PATH --test PATH --output DIR [options] [Beam options]`."""
+"""`python -m beam_preprocess --train PATH --test PATH --output DIR [options] [Beam options]`.
+
+Apache Beam is imported only once the arguments are parsed, so that --help answers at once.
+"""
 from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Optional, Sequence
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
+from beam_preprocess.options import parse_args
 
-from beam_preprocess.manifest import manifest_path, read_json
-from beam_preprocess.options import PreprocessConfig, parse_args
-from beam_preprocess.output_dir import prepare_output, remove_empty_temp_dirs
-from beam_preprocess.pipeline import build_pipeline, resolve_inputs
-from beam_preprocess.scaling import statistics_from_manifest
-from trainer.output_claim import OutputClaim
+LOGGER = logging.getLogger("beam_preprocess")
 
 
-def build(argv: Sequence[str]) -> tuple[beam.Pipeline, PreprocessConfig]:
-    """Checks inputs and output, and builds the job (not yet run)."""
+def build(argv: Sequence[str]):
+    """Checks inputs and output, and builds the job (not yet run): (pipeline, config)."""
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_preprocess.manifest import read_json
+    from beam_preprocess.output_dir import prepare_output
+    from beam_preprocess.pipeline import build_pipeline, resolve_inputs
+    from beam_preprocess.scaling import statistics_from_manifest
+
     config, beam_args = parse_args(argv)
     fixed_stats = None
     if config.stats:
@@ -37,8 +43,16 @@ def run(argv: Sequence[str]) -> dict:
     """Runs the job to completion; returns the manifest it wrote ({} for a dry run).
 
     The job holds its --output's writer claim (trainer/output_claim.py) throughout."""
+    from apache_beam.options.pipeline_options import TestOptions
+
+    from beam_preprocess import progress
+    from beam_preprocess.manifest import manifest_path, read_json
+    from beam_preprocess.output_dir import remove_empty_temp_dirs
+    from trainer.output_claim import OutputClaim
+
     with OutputClaim(parse_args(argv)[0].output, "python -m beam_preprocess"):
         pipeline, config = build(argv)
+        progress.reset()
         pipeline.run().wait_until_finish()
         if pipeline.options.view_as(TestOptions).dry_run:
             return {}
@@ -46,16 +60,42 @@ def run(argv: Sequence[str]) -> dict:
         return read_json(manifest_path(config.output))
 
 
+def warnings_of(manifest: dict) -> list[str]:
+    """Warnings about the data that a person should see: unterminated inputs, dead channels."""
+    from beam_preprocess.dead_channels import describe
+
+    lines = [f"{u['file']}: the last line (line {u['line']}) has no line end, so the file "
+             "may be cut short; that row is quarantined as suspect" for u in
+             manifest.get("unterminated_files", ())]
+    return lines + describe(manifest.get("dead_channels", ()))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        manifest = run(sys.argv[1:] if argv is None else argv)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        config, _ = parse_args(argv)  # --help and bad options end here, before Beam's import
+    except ValueError as err:
+        print(f"beam_preprocess: error: {err}", file=sys.stderr)
+        return 1
+    from beam_preprocess import console, progress
+    from beam_preprocess.manifest import RowAccountingError
+
+    reported = (ValueError, FileNotFoundError, FileExistsError, RowAccountingError)
+    console.configure_logging(config.verbose, reported)
+    started = time.monotonic()
+    try:
+        manifest = run(argv)
+    except reported + (RuntimeError,) as err:
         print(f"beam_preprocess: error: {err}", file=sys.stderr)
         return 1
     if manifest:
+        for line in progress.totals():
+            LOGGER.info(line)
+        for line in warnings_of(manifest):
+            LOGGER.warning(f"warning: {line}")
         rows = manifest["rows"]
         print(f"wrote {rows['written']} rows ({rows['quarantined']} quarantined) in "
+              f"{time.monotonic() - started:.0f} s: "
               + ", ".join(f"{s}: {v['records']} records" for s, v in manifest["splits"].items()))
     return 0
 

@@ -3,7 +3,8 @@
 An uncompressed file is cut into ranges of `range_bytes`.  A range [start, end)
 owns the lines that *start* inside it; its reader seeks to start - 1, skips to the
 first line start and reads on past `end` to the end of the last line it owns.
-A compressed file (e.g. .gz) is one range read as a stream.  The 1-based line
+A compressed file (e.g. .gz) is one range read as a stream, checked to its end
+(input_stream: a truncated or corrupt one fails the job naming the file).  The 1-based line
 number of a range's first line needs the newlines before it: a cheap first pass
 counts b"\\n" per range (a side input).
 """
@@ -15,6 +16,8 @@ from typing import Iterator, NamedTuple, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from beam_preprocess.input_stream import compression_of, open_input
 
 _READ_BYTES = 1 << 22
 _FINGERPRINT_BYTES = 1 << 20
@@ -49,13 +52,9 @@ class LineChunk(NamedTuple):
     data: bytes
 
 
-def _is_compressed(path: str) -> bool:
-    return CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED
-
-
 def read_header(path: str) -> tuple[str, int]:
     """The header line (without line end) and its length in bytes with the newline."""
-    with FileSystems.open(path) as f:  # compression detected from the name
+    with open_input(path) as f:  # compression detected from the name
         head = b""
         while b"\n" not in head:
             block = f.read(1 << 16)
@@ -99,7 +98,7 @@ def list_inputs(pattern: str, kind: str, columns: Sequence[str],
     for offset, meta in enumerate(sorted(matched, key=lambda m: m.path)):
         header, header_bytes = read_header(meta.path)
         check_header(meta.path, header, columns)
-        compressed = _is_compressed(meta.path)
+        compressed = compression_of(meta.path) != CompressionTypes.UNCOMPRESSED
         files.append(InputFile(
             index=first_index + offset, path=meta.path, kind=kind,
             size=meta.size_in_bytes,
@@ -112,7 +111,7 @@ def has_data_lines(f: InputFile) -> bool:
     if not f.compressed:
         return f.data_start < f.size
     _, header_bytes = read_header(f.path)
-    with FileSystems.open(f.path) as stream:  # decompressing stream
+    with open_input(f.path) as stream:
         return len(stream.read(header_bytes + 1)) > header_bytes
 
 
@@ -243,7 +242,7 @@ class ReadRangeChunks(beam.DoFn):
     def process(self, rng: ByteRange, lines_before: dict):
         f = self._files[rng.file_index]
         if rng.end < 0:
-            with FileSystems.open(f.path) as stream:  # decompressing stream
+            with open_input(f.path) as stream:
                 yield from self._chunks(stream, 0, None, f.index, 1, skip_header=True)
             return
         with FileSystems.open(f.path,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Optional
+from typing import Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -69,7 +69,12 @@ def check_row_accounting(rows_in: int, written: int, quarantined: int,
 def build_manifest(*, window: int, split_summaries: dict, shards: dict, stats: dict,
                    rows_in: int, quarantined: int, quarantine_file: str,
                    input_fingerprints: list, options: dict, package_version: str,
+                   unterminated: Sequence[tuple[str, int]] = (),
+                   dead_channels: Sequence[dict] = (),
                    extra: Optional[dict] = None) -> dict:
+    """The manifest.  `unterminated`: (file, line) of each input's last line that
+    has no line end (quarantined, counted in rows.suspect); `dead_channels`: the
+    dead_channels module's entries."""
     splits = {}
     for split, summary in split_summaries.items():
         entry = dict(summary)
@@ -84,7 +89,10 @@ def build_manifest(*, window: int, split_summaries: dict, shards: dict, stats: d
         "sample_rate_hz": record_spec.SAMPLE_RATE_HZ,
         "splits": splits,
         "stats": stats,
-        "rows": {"in": rows_in, "written": written, "quarantined": quarantined},
+        "rows": {"in": rows_in, "written": written, "quarantined": quarantined,
+                 "suspect": len(unterminated)},
+        "unterminated_files": [{"file": f, "line": line} for f, line in unterminated],
+        "dead_channels": list(dead_channels),
         "quarantine_file": quarantine_file,
         "input_fingerprints": input_fingerprints,
         "options": options,

@@ -73,6 +73,7 @@ class PreprocessConfig:
     range_mib: int = 64
     chunk_mib: int = 8
     overwrite: bool = False
+    verbose: bool = False   # console output only; changes nothing in the output
 
     def __post_init__(self) -> None:
         if self.carry_seconds is None:
@@ -122,17 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     d = PreprocessConfig(output="")
     p = argparse.ArgumentParser(
         prog="python -m beam_preprocess", allow_abbrev=False,
-        description="Kaggle pilot CSVs -> sorted, scaled, split TFRecord segments. "
-                    "Unknown options are Beam pipeline options (--runner, --project, ...); "
-                    f"the default runner is {DEFAULT_RUNNER} (local, in this process), "
-                    "--runner DataflowRunner runs on Google Cloud.")
-    p.add_argument("--train", help="train.csv path or glob (local, gs://, .gz)")
-    p.add_argument("--test", help="test.csv path or glob (local, gs://, .gz)")
-    p.add_argument("--output", required=True, help="output directory (local or gs://)")
-    p.add_argument("--stats", help="manifest.json whose statistics a test-only run uses")
+        description="Kaggle pilot CSVs -> sorted, scaled, split TFRecord segments, "
+                    "manifest.json and a quarantine file. Runs locally on Beam's "
+                    f"{DEFAULT_RUNNER} unless --runner is given (e.g. --runner "
+                    "DataflowRunner). Options not listed here are Beam pipeline options "
+                    "(--runner, --project, --region, --temp_location, ...), passed through.")
+    p.add_argument("--train", help="train.csv path or glob (local or gs://; .gz, .bz2, .xz, "
+                                   ".zst or .deflate are decompressed). Default: none")
+    p.add_argument("--test", help="test.csv path or glob, like --train. Default: none "
+                                  "(give --train, --test or both)")
+    p.add_argument("--output", required=True,
+                   help="output directory (local or gs://); required, must be empty "
+                        "unless --overwrite")
+    p.add_argument("--stats", help="manifest.json of an earlier run with --train, whose "
+                                   "scaling statistics a test-only run uses. Default: none "
+                                   "(required without --train)")
     p.add_argument("--window", type=int, default=d.window,
-                   help=f"window length in rows ({record_spec.SAMPLE_RATE_HZ} = 1 s; default "
-                        f"{d.window}); --carry-seconds and --valid-block-seconds follow it")
+                   help=f"window length in rows ({record_spec.SAMPLE_RATE_HZ} = 1 s); "
+                        "--carry-seconds and --valid-block-seconds follow it "
+                        f"(default {d.window})")
     p.add_argument("--block-seconds", type=float, default=d.block_seconds,
                    help="time block per work item; no worker holds more of a session "
                         f"(default {d.block_seconds:g}; must exceed --carry-seconds)")
@@ -142,14 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
                         f"in whole seconds, at least {MIN_DEFAULT_CARRY_SECONDS:g} "
                         f"{_examples(default_carry_seconds)}")
     p.add_argument("--scaling", choices=("standard", "robust"), default=d.scaling,
-                   help="per channel: standard (mean, sd) or robust (median, IQR) scaling "
-                        f"(default {d.scaling})")
+                   help="per-channel scaling from training rows: standard = (x - mean) / sd, "
+                        f"robust = (x - median) / IQR (default {d.scaling})")
     p.add_argument("--scale-by", choices=("global", "pilot"), default=d.scale_by,
-                   help="statistics of the whole train split (global) or of each pilot "
+                   help="one set of statistics for all rows (global), or one per pilot "
+                        "(crew and seat; a pilot without training rows gets the global ones) "
                         f"(default {d.scale_by})")
     p.add_argument("--valid-fraction", type=float, default=d.valid_fraction,
-                   help="share of each class's train windows held out for validation, in "
-                        f"whole time units, in [0, 1) (default {d.valid_fraction:g})")
+                   help="share of each class's training window ends taken as validation, "
+                        f"in [0, 1); 0 = no validation split (default {d.valid_fraction:g})")
     p.add_argument("--valid-block-seconds", type=float, default=None,
                    help="length of the time units that go whole to train or valid. Default: "
                         f"{VALID_BLOCK_WINDOWS} windows in whole seconds, at least "
@@ -157,22 +167,30 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{_examples(default_valid_block_seconds)}, as the first window - 1 "
                         "rows of a unit end no window")
     p.add_argument("--holdout-crews", type=_crews, default=d.holdout_crews,
-                   help="validate on these whole crews instead, e.g. 3,7")
+                   help="validate on these whole crews instead of time units, e.g. 3,7 "
+                        "(default: none, time units by --valid-fraction)")
     p.add_argument("--valid-windows-per-class", type=int, default=None,
-                   help="cap on the balanced validation windows per class")
+                   help="cap on the balanced validation windows per class (default: no "
+                        "cap, the rarest class's count)")
     p.add_argument("--seed", type=int, default=d.seed,
-                   help="seed of the validation units, the balanced validation windows and the "
-                        f"robust scaling's row sample (default {d.seed})")
+                   help="seed of the validation choice, the balancing and the robust "
+                        f"sample; same inputs and seed give the same output (default {d.seed})")
     p.add_argument("--max-bad-fraction", type=float, default=d.max_bad_fraction,
-                   help="fail when more than this fraction of rows is quarantined")
+                   help="fail when more than this fraction of rows is quarantined "
+                        f"(default {d.max_bad_fraction:g})")
     p.add_argument("--num-shards", type=int, default=d.num_shards,
-                   help="shards per split (0: chosen by the runner)")
+                   help=f"shards per split; 0 = chosen by the runner (default {d.num_shards})")
     p.add_argument("--range-mib", type=int, default=d.range_mib,
-                   help="byte range of an uncompressed input read by one work item")
+                   help="byte range of an uncompressed input read by one work item, in MiB "
+                        f"(default {d.range_mib})")
     p.add_argument("--chunk-mib", type=int, default=d.chunk_mib,
-                   help="lines parsed per batch, in MiB of text")
+                   help=f"lines parsed per batch, in MiB of text (default {d.chunk_mib})")
     p.add_argument("--overwrite", action="store_true",
-                   help="delete an existing output first (else refuse to write into it)")
+                   help="delete an existing output first (default: refuse to write into "
+                        "an output that holds files)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Beam's and TensorFlow's log lines and the traceback of a "
+                        "failing step (default: progress, warnings and one-line errors)")
     return p
 
 

@@ -3,6 +3,10 @@
 A chunk of thousands of lines is checked for its field counts with numpy, then
 parsed by pandas' C engine in one call.  Only the lines that fail get a per-line
 diagnosis (a reason string and their raw text) and go to quarantine.
+
+A file whose last line has no line end may have been cut inside that line (a
+number cut short still parses), so that line is quarantined as suspect whatever
+it holds, and the file is reported (UNTERMINATED output: the manifest and log).
 """
 from __future__ import annotations
 
@@ -15,18 +19,20 @@ import numpy as np
 import pandas as pd
 
 from beam_preprocess import kaggle_schema as ks
+from beam_preprocess import progress
 from beam_preprocess.csv_source import InputFile, LineChunk
-from beam_preprocess.quarantine import BadRow
+from beam_preprocess.quarantine import RAW_TEXT_LIMIT, BadRow
 from beam_preprocess.rows import RowBatch, order_key
 from trainer import record_spec
 
 COLUMNS = {"train": ks.TRAIN_COLUMNS, "test": ks.TEST_COLUMNS}
 ALLOWED_EXPERIMENTS = {"train": ks.TRAIN_EXPERIMENTS, "test": (ks.TEST_EXPERIMENT,)}
 _TEXT_COLUMNS = ("experiment", "event")
-_RAW_TEXT_LIMIT = 2000
+NO_FINAL_LINE_END = "suspect: the file's last line has no line end, so it may be cut short"
 
 BAD_ROWS = "bad_rows"
 ROWS_IN = "rows_in"
+UNTERMINATED = "unterminated"  # (file, line) of a last line without line end
 
 
 def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,14 +137,18 @@ def parse_chunk(chunk: LineChunk, file: InputFile) -> tuple[Optional[RowBatch], 
     n_fields = len(COLUMNS[file.kind])
     fields = _field_counts(buf, starts, ends)
     shape_ok = (fields == n_fields) & (ends > starts)
+    reasons = {int(i): "empty line" if ends[i] == starts[i] else
+               f"{fields[i]} fields, expected {n_fields}" for i in np.flatnonzero(~shape_ok)}
+    if not chunk.data.endswith(b"\n"):  # only a file's last line lacks a line end
+        last = len(starts) - 1
+        reasons[last] = "; ".join(filter(None, (NO_FINAL_LINE_END, reasons.get(last))))
+        shape_ok[last] = False
 
     def bad_row(i: int, reason: str) -> BadRow:
-        raw = data[starts[i]:ends[i]][:_RAW_TEXT_LIMIT].decode("utf-8", errors="replace")
+        raw = data[starts[i]:ends[i]][:RAW_TEXT_LIMIT].decode("utf-8", errors="replace")
         return BadRow(file.path, chunk.first_line + int(i), reason, raw)
 
-    bad = [bad_row(i, "empty line" if ends[i] == starts[i] else
-                   f"{fields[i]} fields, expected {n_fields}")
-           for i in np.flatnonzero(~shape_ok)]
+    bad = [bad_row(i, reason) for i, reason in reasons.items()]
     good_lines = np.flatnonzero(shape_ok)
     if len(good_lines) == 0:
         return None, bad
@@ -176,10 +186,18 @@ class ParseChunks(beam.DoFn):
 
     def __init__(self, files: Sequence[InputFile]):
         self._files = {f.index: f for f in files}
+        self._stage = f"Read{files[0].kind.title()}"
+        self._input_bytes = (None if any(f.compressed for f in files)
+                             else sum(f.size - f.data_start for f in files))
 
     def process(self, chunk: LineChunk):
-        batch, bad = parse_chunk(chunk, self._files[chunk.file_index])
-        lines = chunk.data.count(b"\n") + (0 if chunk.data.endswith(b"\n") else 1)
+        file = self._files[chunk.file_index]
+        batch, bad = parse_chunk(chunk, file)
+        lines = chunk.data.count(b"\n")
+        if not chunk.data.endswith(b"\n"):
+            lines += 1
+            yield beam.pvalue.TaggedOutput(UNTERMINATED, (file.path, chunk.first_line + lines - 1))
+        progress.add(self._stage, lines, "lines parsed", len(chunk.data), self._input_bytes)
         yield beam.pvalue.TaggedOutput(ROWS_IN, lines)
         for row in bad:
             yield beam.pvalue.TaggedOutput(BAD_ROWS, row)

@@ -1,12 +1,14 @@
 """The whole preprocessing job as small named composite transforms.
 
     ReadTrain/ReadTest   byte ranges -> line chunks -> RowBatches (+ bad rows)
+    DeadChannels<Kind>   constant channels per pilot session, named in the manifest
     ChooseValidation     seeded, class-stratified validation time units
     ComputeStatistics    scaling statistics from training units only
     GroupSessionBlocks   rows keyed by (crew, experiment, seat, time block) + carry
     BuildSegments        sort, de-duplicate, split into runs, scale
     BalanceValidation    the same number of validation windows per class
     Write<Split>         GZIP TFRecord shards per split
+    RecoverRawLines      repeated-time rows get their line text read back
     WriteQuarantine      bad rows with file, line, reason, raw text
     WriteManifest        counts, statistics, fingerprints; checks row accounting
 """
@@ -21,13 +23,16 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.pvalue import AsList, AsSingleton
 
 from beam_preprocess import kaggle_schema as ks
+from beam_preprocess import console, progress
 from beam_preprocess.csv_source import (InputFile, ReadCsvChunks, fingerprint, has_data_lines,
                                         list_inputs)
+from beam_preprocess.dead_channels import FindDeadChannels
+from beam_preprocess.dead_channels import sort_key as dead_channel_order
 from beam_preprocess.manifest import (SumSummaries, build_manifest, check_row_accounting,
                                       manifest_path, write_json)
 from beam_preprocess.options import PreprocessConfig
-from beam_preprocess.parse import BAD_ROWS, ROWS_IN, ParseChunks
-from beam_preprocess.quarantine import WriteQuarantine, quarantine_path
+from beam_preprocess.parse import BAD_ROWS, ROWS_IN, UNTERMINATED, ParseChunks
+from beam_preprocess.quarantine import RecoverRawLines, WriteQuarantine, quarantine_path
 from beam_preprocess.scaling import MergePartials, Scaler, compute_statistics, unit_partials
 from beam_preprocess.segments import (BalancedThresholds, block_segments, candidate_hashes,
                                       segment_summary, select_window_ends)
@@ -63,7 +68,8 @@ def resolve_inputs(config: PreprocessConfig, fixed_stats: Optional[dict]) -> Job
 
 
 class ReadAndParse(beam.PTransform):
-    """Input files -> RowBatches; tagged outputs bad_rows and rows_in (line counts)."""
+    """Input files -> RowBatches; tagged outputs bad_rows, rows_in (line counts) and
+    unterminated ((file, line) of a last line without line end)."""
 
     def __init__(self, files: Sequence[InputFile], config: PreprocessConfig):
         super().__init__()
@@ -75,7 +81,7 @@ class ReadAndParse(beam.PTransform):
             | "ReadCsvChunks" >> ReadCsvChunks(
                 self._files, self._config.range_mib * _MIB, self._config.chunk_mib * _MIB)
             | "ParseChunks" >> beam.ParDo(ParseChunks(self._files)).with_outputs(
-                BAD_ROWS, ROWS_IN, main="rows"))
+                BAD_ROWS, ROWS_IN, UNTERMINATED, main="rows"))
 
 
 class ChooseValidation(beam.PTransform):
@@ -146,6 +152,8 @@ class BuildSegments(beam.DoFn):
         sorted_block = SortedBlock(list(values), self._config.window, self._paths)
         for bad in sorted_block.bad_rows:
             yield beam.pvalue.TaggedOutput(BAD_ROWS, bad)
+        if sorted_block.rows is not None:
+            progress.add("BuildSegments", sorted_block.main_rows, "rows sorted and scaled")
         assigner, scaler = self._tools(valid_units, stats)
         yield from block_segments(block, sorted_block, assigner, scaler)
 
@@ -172,18 +180,30 @@ class BalanceValidation(beam.PTransform):
         return valid_segments | "AttachWindowEnds" >> beam.Map(with_ends, AsSingleton(thresholds))
 
 
+def _encode_counted(segment, stage: str, quiet_import: bool) -> bytes:
+    """Encodes a segment, counting it; with `quiet_import`, TensorFlow's protobufs are
+    first imported with its C++ start-up lines hidden (imported here, not by the
+    launcher: the import adds to the peak memory of the parsing stages otherwise)."""
+    if quiet_import:
+        console.import_tensorflow_quietly()
+    progress.add(stage, 1, "records encoded")
+    return record_spec.encode_segment(segment)
+
+
 class WriteSplit(beam.PTransform):
     """Segments of one split -> GZIP TFRecord shards; returns their relative names."""
 
-    def __init__(self, output: str, split: str, num_shards: int):
+    def __init__(self, output: str, split: str, num_shards: int, quiet_import: bool = False):
         super().__init__()
         self._output, self._split, self._num_shards = output.rstrip("/"), split, num_shards
+        self._quiet_import = quiet_import
 
     def expand(self, segments):
         prefix = f"{self._output}/{record_spec.shard_prefix(self._split)}"
         return (
             segments
-            | "Encode" >> beam.Map(record_spec.encode_segment)
+            | "Encode" >> beam.Map(_encode_counted, f"Write{self._split.title()}",
+                                   self._quiet_import)
             | "WriteTFRecords" >> beam.io.WriteToTFRecord(
                 prefix, file_name_suffix=record_spec.SHARD_SUFFIX,
                 num_shards=self._num_shards, compression_type=CompressionTypes.GZIP)
@@ -200,7 +220,8 @@ def _package_version() -> str:
 def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: JobInputs) -> None:
     """Adds the whole job to `pipeline`."""
     c = config
-    rows_in, bad_rows, keyed_rows = [], [], []
+    rows_in, bad_rows, keyed_rows, unterminated, dead_channels = [], [], [], [], []
+    paths = [f.path for f in inputs.files]
     valid_units = stats = None
     if inputs.train_files:
         train = pipeline | "ReadTrain" >> ReadAndParse(inputs.train_files, c)
@@ -209,6 +230,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         rows_in.append(train[ROWS_IN])
         bad_rows.append(train[BAD_ROWS])
         keyed_rows.append(train.rows)
+        unterminated.append(train[UNTERMINATED])
+        dead_channels.append(train.rows | "DeadChannelsTrain" >> FindDeadChannels("train", paths))
     else:
         valid_units = pipeline | "NoValidationUnits" >> beam.Create([frozenset()])
         stats = pipeline | "FixedStatistics" >> beam.Create([inputs.fixed_stats])
@@ -217,6 +240,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         rows_in.append(test[ROWS_IN])
         bad_rows.append(test[BAD_ROWS])
         keyed_rows.append(test.rows)
+        unterminated.append(test[UNTERMINATED])
+        dead_channels.append(test.rows | "DeadChannelsTest" >> FindDeadChannels("test", paths))
 
     segments = (
         keyed_rows | "AllRows" >> beam.Flatten()
@@ -224,9 +249,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
                                               c.carry_seconds)
         | "GroupSessionBlocks" >> beam.GroupByKey()
         | "BuildSegments" >> beam.ParDo(
-            BuildSegments(c, [f.path for f in inputs.files]),
+            BuildSegments(c, paths),
             AsSingleton(valid_units), AsSingleton(stats)).with_outputs(BAD_ROWS, main="segments"))
-    bad_rows.append(segments[BAD_ROWS])
+    bad_rows.append(segments[BAD_ROWS] | "RecoverRawLines" >> RecoverRawLines())
     by_split = (segments.segments
                 | "PartitionBySplit" >> beam.Partition(
                     lambda kv, n: record_spec.SPLITS.index(kv[0]), len(record_spec.SPLITS)))
@@ -240,7 +265,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
 
     summaries, shards = {}, {}
     for split, segs in split_segments.items():
-        shards[split] = AsList(segs | f"Write{split.title()}" >> WriteSplit(c.output, split, c.num_shards))
+        write = WriteSplit(c.output, split, c.num_shards, quiet_import=not c.verbose)
+        shards[split] = AsList(segs | f"Write{split.title()}" >> write)
         summaries[split] = AsSingleton(
             segs | f"Summarize{split.title()}" >> beam.Map(segment_summary, c.window)
             | f"Sum{split.title()}" >> beam.CombineGlobally(SumSummaries()))
@@ -255,14 +281,16 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
     }
 
     def write_manifest(_, rows_in_count, quarantined, stats_value, quarantine_files,
-                       **split_inputs):
+                       unterminated_lines, dead_channel_entries, **split_inputs):
         split_summaries = {s: split_inputs[f"summary_{s}"] for s in split_segments}
         written = sum(s["rows"] for s in split_summaries.values())
         check_row_accounting(rows_in_count, written, quarantined, c.max_bad_fraction)
         manifest = build_manifest(
             split_summaries=split_summaries,
             shards={s: split_inputs[f"shards_{s}"] for s in split_segments},
-            stats=stats_value, rows_in=rows_in_count, quarantined=quarantined, **fixed)
+            stats=stats_value, rows_in=rows_in_count, quarantined=quarantined,
+            unterminated=sorted(unterminated_lines),
+            dead_channels=sorted(dead_channel_entries, key=dead_channel_order), **fixed)
         write_json(manifest_path(c.output), manifest)
         return manifest
 
@@ -275,4 +303,6 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
          AsSingleton(rows_in | "AllRowsIn" >> beam.Flatten()
                      | "CountRowsIn" >> beam.CombineGlobally(sum)),
          AsSingleton(all_bad | "CountBadRows" >> beam.combiners.Count.Globally()),
-         AsSingleton(stats), AsList(quarantine_written), **split_side_inputs))
+         AsSingleton(stats), AsList(quarantine_written),
+         AsList(unterminated | "AllUnterminated" >> beam.Flatten()),
+         AsList(dead_channels | "AllDeadChannels" >> beam.Flatten()), **split_side_inputs))

@@ -10,7 +10,8 @@ depend on the order the runner delivers them in.
 * robust: median and IQR of a seeded bottom-k hash sample of rows (k per unit,
   then `ROBUST_SAMPLE_ROWS` per statistics key): combinable and deterministic.
 
-A dead channel (constant, e.g. ecg stuck at 0) gets scale 1.  With
+A dead channel (constant, e.g. ecg stuck at 0) gets scale 1 (dead_channels
+names each one per session in the manifest and the log).  With
 `--scale-by pilot` a pilot that has no training rows (possible with
 `--holdout-crews`) is scaled with the global statistics.
 """

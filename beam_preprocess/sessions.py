@@ -13,7 +13,8 @@ window - 1 context rows; its first rows then end no window, like the first rows
 of a session.  The manifest's window counts are exact either way.
 
 Duplicate times within a session: the first occurrence in file order is kept,
-the others are quarantined by the block that owns them.
+the others are quarantined by the block that owns them (their raw line text is
+read back from the file afterwards: rows do not carry it).
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ import numpy as np
 
 from beam_preprocess.quarantine import BadRow
 from beam_preprocess.rows import RowBatch, iter_groups, order_file_index, order_line
-from trainer import record_spec
 
 MAIN, CARRY = 0, 1
 
@@ -49,17 +49,6 @@ def duplicate_mask(sorted_rows: RowBatch) -> np.ndarray:
     return dup
 
 
-def _raw_text(rows: RowBatch, i: int) -> str:
-    """The row re-formatted from its parsed values (the raw line is not kept)."""
-    fields = [] if rows.ids is None else [str(int(rows.ids[i]))]
-    fields += [str(int(rows.crew[i])), rows.experiment_name(i), repr(float(rows.time[i])),
-               str(int(rows.seat[i]))]
-    fields += [repr(float(v)) for v in rows.signals[i]]
-    if rows.labels is not None:
-        fields.append(record_spec.CLASSES[int(rows.labels[i])])
-    return ",".join(fields)
-
-
 def duplicate_bad_rows(sorted_rows: RowBatch, dup: np.ndarray,
                        paths: Sequence[str]) -> list[BadRow]:
     bad = []
@@ -73,7 +62,7 @@ def duplicate_bad_rows(sorted_rows: RowBatch, dup: np.ndarray,
             f"time {float(sorted_rows.time[i])!r} repeats line {order_line(first_order)} "
             f"in session crew {int(sorted_rows.crew[i])} experiment "
             f"{sorted_rows.experiment_name(i)} seat {int(sorted_rows.seat[i])}",
-            _raw_text(sorted_rows, i)))
+            None))  # the line as read: filled in by quarantine.RecoverRawLines
     return bad
 
 

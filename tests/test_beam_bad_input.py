@@ -97,15 +97,15 @@ def test_every_bad_row_is_quarantined_with_line_and_reason(bad_run):
     duplicate = found[("train-a.csv", 701)]
     duplicate_of = bad_run.duplicate_of
     assert "repeats line 101" in duplicate["reason"]
-    assert duplicate["raw"].split(",")[:4] == duplicate_of.split(",")[:4][:2] + [
-        repr(float(duplicate_of.split(",")[2])), duplicate_of.split(",")[3]]
+    assert duplicate["raw"] == duplicate_of  # the line as read, not re-formatted
     assert len(rows) == bad_run.bad_rows
 
 
 def test_accounting_counts_quarantine(bad_run):
     rows = read_manifest(bad_run.out)["rows"]
     assert rows == {"in": bad_run.data_lines, "written": bad_run.data_lines - bad_run.bad_rows,
-                    "quarantined": bad_run.bad_rows}
+                    "quarantined": bad_run.bad_rows,
+                    "suspect": 1}  # train-c.csv's last line, cut off without line end
 
 
 def test_gzip_and_crlf_files_are_read_whole(bad_run):

@@ -168,16 +168,6 @@ def test_every_option_says_its_default_and_choices(name, parser):
             assert str(choice) in action.help, (option, choice)
 
 
-def test_beam_preprocess_help_names_defaults_and_the_runner():
-    parser = beam_parser()
-    assert "the default runner is FnApiRunner" in parser.description
-    for action in parser._actions:
-        if set(action.option_strings) & {"--scaling", "--scale-by", "--valid-fraction", "--seed"}:
-            assert f"(default {action.default:g}" in action.help if isinstance(
-                action.default, float) else f"(default {action.default})" in action.help
-            assert all(choice in action.help for choice in action.choices or ())
-
-
 def test_window_and_devices_defaults_are_said_in_words(capsys):
     with pytest.raises(SystemExit):
         trainer_parser().parse_args(["train", "--help"])

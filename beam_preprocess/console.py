@@ -1,0 +1,73 @@
+"""What the job prints on the console: progress and warnings, not library chatter.
+
+Without --verbose: Python logging at WARNING except our own progress lines;
+TensorFlow's C++ start-up lines (absl "I0000 ... cudart_stub.cc", printed on
+import before any log level applies) are hidden where the Encode step imports
+TensorFlow's protobufs; and a step failure that `main` reports in one line
+(bad input, failed row accounting) is not also logged by Beam with a traceback.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from typing import Iterator
+
+_BEAM_STEP_LOGGER = "apache_beam.runners.common"  # logs every failing step's traceback
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """Our progress and warning lines on stderr."""
+
+
+class _DropReportedErrors(logging.Filter):
+    def __init__(self, reported: tuple[type[BaseException], ...]):
+        super().__init__()
+        self._reported = reported
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, self._reported)
+
+
+def configure_logging(verbose: bool, reported: tuple[type[BaseException], ...]) -> None:
+    """Logging for a command-line run; `reported`: the exceptions main prints itself."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ours = logging.getLogger("beam_preprocess")
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+    handler = _ConsoleHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    for old in [h for h in ours.handlers if isinstance(h, _ConsoleHandler)]:
+        ours.removeHandler(old)  # main may run more than once in a process (tests)
+    ours.addHandler(handler)
+    beam_steps = logging.getLogger(_BEAM_STEP_LOGGER)
+    for old in [f for f in beam_steps.filters if isinstance(f, _DropReportedErrors)]:
+        beam_steps.removeFilter(old)
+    if not verbose:
+        beam_steps.addFilter(_DropReportedErrors(reported))
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow's protobufs (the record encoder's) with its C++ start-up
+    lines hidden, once per process; a failing import still raises, after stderr
+    is back."""
+    if "tensorflow" in sys.modules:
+        return
+    with _stderr_to_devnull():
+        from tensorflow.core.example import example_pb2  # noqa: F401
