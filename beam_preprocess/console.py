@@ -1,18 +1,14 @@
 """What the job prints on the console: progress and warnings, not library chatter.
 
-Without --verbose: Python logging at WARNING except our own progress lines;
-TensorFlow's C++ start-up lines (absl "I0000 ... cudart_stub.cc", printed on
-import before any log level applies) are hidden where the Encode step imports
-TensorFlow's protobufs; and a step failure that `main` reports in one line
-(bad input, failed row accounting) is not also logged by Beam with a traceback.
+Without --verbose: Python logging at WARNING except our own progress lines, and a
+step failure that `main` reports in one line (bad input, failed row accounting) is
+not also logged by Beam with a traceback.  (TensorFlow's C++ start-up lines are
+hidden where the Encode step imports it: trainer.console.import_tensorflow_quietly.)
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
-from typing import Iterator
 
 _BEAM_STEP_LOGGER = "apache_beam.runners.common"  # logs every failing step's traceback
 
@@ -48,26 +44,3 @@ def configure_logging(verbose: bool, reported: tuple[type[BaseException], ...]) 
         beam_steps.removeFilter(old)
     if not verbose:
         beam_steps.addFilter(_DropReportedErrors(reported))
-
-
-@contextlib.contextmanager
-def _stderr_to_devnull() -> Iterator[None]:
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow's protobufs (the record encoder's) with its C++ start-up
-    lines hidden, once per process; a failing import still raises, after stderr
-    is back."""
-    if "tensorflow" in sys.modules:
-        return
-    with _stderr_to_devnull():
-        from tensorflow.core.example import example_pb2  # noqa: F401

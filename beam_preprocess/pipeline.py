@@ -23,7 +23,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.pvalue import AsList, AsSingleton
 
 from beam_preprocess import kaggle_schema as ks
-from beam_preprocess import console, progress
+from beam_preprocess import progress
 from beam_preprocess.csv_source import (InputFile, ReadCsvChunks, fingerprint, has_data_lines,
                                         list_inputs)
 from beam_preprocess.dead_channels import FindDeadChannels
@@ -39,6 +39,7 @@ from beam_preprocess.segments import (BalancedThresholds, block_segments, candid
 from beam_preprocess.sessions import SortedBlock, session_block_keys
 from beam_preprocess.splits import SplitAssigner, choose_validation_units, unit_histograms
 from trainer import record_spec
+from trainer.console import import_tensorflow_quietly
 
 _MIB = 1 << 20
 
@@ -185,7 +186,7 @@ def _encode_counted(segment, stage: str, quiet_import: bool) -> bytes:
     first imported with its C++ start-up lines hidden (imported here, not by the
     launcher: the import adds to the peak memory of the parsing stages otherwise)."""
     if quiet_import:
-        console.import_tensorflow_quietly()
+        import_tensorflow_quietly()
     progress.add(stage, 1, "records encoded")
     return record_spec.encode_segment(segment)
 

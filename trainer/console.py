@@ -41,7 +41,15 @@ def start(verbose: bool) -> None:
                         format="%(asctime)s %(name)s: %(message)s")
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
-    if verbose or "tensorflow" in sys.modules:
+    if not verbose:
+        import_tensorflow_quietly()
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow (once per process) and lists its GPUs with the process's
+    stderr captured, then passes on what is not a start-up notice: real errors still
+    show, and a failing import still raises, after stderr is back."""
+    if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     gpus = []
