@@ -20,12 +20,13 @@ import tensorflow as tf
 from trainer.config import TrainConfig
 
 
-def shifted_ends(ends: tf.Tensor, window: int, max_shift: int, seed: tf.Tensor) -> tf.Tensor:
-    """Window ends moved back by 0..max_shift rows, never before the first full window."""
+def shifted_ends(ends: tf.Tensor, floor, max_shift: int, seed: tf.Tensor) -> tf.Tensor:
+    """Window ends moved back by 0..max_shift rows, never before `floor` (the end of
+    their segment's first full window: a scalar, or one per end)."""
     if max_shift <= 0:
         return ends
     shift = tf.random.stateless_uniform(tf.shape(ends), seed, 0, max_shift + 1, dtype=tf.int64)
-    return tf.maximum(ends - tf.cast(shift, ends.dtype), tf.cast(window - 1, ends.dtype))
+    return tf.maximum(ends - tf.cast(shift, ends.dtype), tf.cast(floor, ends.dtype))
 
 
 def augment_windows(windows: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:

@@ -22,6 +22,7 @@ BALANCING_MODES = ("sampling", "weights", "none")
 FRONT_ENDS = ("spectral", "filterbank", "raw")  # modules of trainer/frontends/
 SLOW_CHANNEL_MODES = ("relative", "levels", "none")  # see trainer/frontends/slow_channels.py
 BAND_POWER_MODES = ("relative", "absolute")  # see trainer/frontends/layers.py:BandLogPower
+PRECISIONS = ("fp32", "bf16", "fp16")  # see trainer/model.py:PRECISION_POLICIES
 
 
 class ConfigError(UserError):
@@ -57,6 +58,9 @@ class TrainConfig:
     dropout: float = _option(0.2, "input dropout of each LSTM layer, in [0, 1)")
     window: Optional[int] = _option(None, "rows per window, at most the data's",
                                     shown_default="the data's window (its manifest.json)")
+    precision: str = _option("fp32", "compute type of the LSTMs: float32, or mixed precision "
+                             "with bfloat16 or float16 (fp16 with dynamic loss scaling)",
+                             choices=PRECISIONS)
     # Optimisation.
     learning_rate: float = _option(3e-4, "Adam(W) learning rate")
     weight_decay: float = _option(0.0, "AdamW's decoupled weight decay (0: plain Adam)")
@@ -87,11 +91,16 @@ class TrainConfig:
     shuffle_groups: int = _option(2048, "shuffle buffer of groups of 8 window ends")
     cycle_length: int = _option(4, "shards read in parallel")
     valid_batch_size: int = _option(512, "windows per validation batch")
+    device_data_mb: int = _option(2048, "hold the training split on each device and cut the "
+                                  "windows there when it needs at most this many MiB per device "
+                                  "(0: always stream windows from the host)")
     # Run.
     seed: int = _option(0, "seed of the weights, the input pipeline and augmentation "
                         "(same seed and data: same run)")
     checkpoint_every_steps: int = _option(50, "steps between checkpoints (a run resumes from "
                                           "its last one)")
+    steps_per_execution: int = _option(10, "training steps per host round trip (run in one "
+                                       "traced call)")
     summary_every_steps: int = _option(10, "steps between TensorBoard training summaries")
     devices: tuple[str, ...] = _option((), "comma-separated TensorFlow devices to mirror the "
                                        "model over, e.g. /gpu:0,/gpu:1",
@@ -100,7 +109,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name, choices in (("balancing", BALANCING_MODES), ("front_end", FRONT_ENDS),
                               ("slow_channels", SLOW_CHANNEL_MODES),
-                              ("band_power", BAND_POWER_MODES)):
+                              ("band_power", BAND_POWER_MODES), ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {choices}")
         if not self.lstm_units or min(self.lstm_units) < 1:
@@ -108,14 +117,16 @@ class TrainConfig:
         for name in ("dropout", "feature_dropout", "augment_channel_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} {getattr(self, name)} outside [0, 1)")
-        for name in ("weight_decay", "augment_gain", "augment_noise", "augment_shift", "patience"):
+        for name in ("weight_decay", "augment_gain", "augment_noise", "augment_shift", "patience",
+                     "device_data_mb"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.sampling_density <= 1.0:
             raise ConfigError(f"sampling_density {self.sampling_density} outside (0, 1]")
         for name in ("pool", "global_batch_size", "epochs", "steps_per_epoch",
                      "checkpoint_every_steps", "summary_every_steps", "cycle_length", "shuffle_groups",
-                     "shuffle_windows", "valid_batch_size", "frame", "hop", "filters"):
+                     "shuffle_windows", "valid_batch_size", "frame", "hop", "filters",
+                     "steps_per_execution"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.window is not None:

@@ -173,7 +173,7 @@ def training_prior(counts: np.ndarray, balancing: str) -> np.ndarray:
     return prior / prior.sum()
 
 
-def _parse_segments(records: tf.data.Dataset, keys: tuple[str, ...]) -> tf.data.Dataset:
+def parse_segments(records: tf.data.Dataset, keys: tuple[str, ...]) -> tf.data.Dataset:
     """Serialized records -> dicts of decoded tensors for `keys` (batched parsing)."""
     feature_spec = {k: v for k, v in spec.tf_feature_spec().items() if k in keys}
 
@@ -200,7 +200,7 @@ def _parse_segments(records: tf.data.Dataset, keys: tuple[str, ...]) -> tf.data.
             .map(decode, num_parallel_calls=AUTOTUNE))
 
 
-def _records(paths: list[str], cycle_length: int, shuffle_seed: Optional[int]) -> tf.data.Dataset:
+def read_records(paths: list[str], cycle_length: int, shuffle_seed: Optional[int]) -> tf.data.Dataset:
     """Records of the shards, interleaved; shards shuffled and repeated when seeded."""
     files = tf.data.Dataset.from_tensor_slices(paths)
     if shuffle_seed is not None:
@@ -255,8 +255,8 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
         config.sampling_density * acceptance_by_class(counts, config.balancing))
     weight_by_class = tf.constant(loss_weight_by_class(counts, config.balancing))
 
-    segments = _parse_segments(
-        _records(shard_paths(data_dir, manifest, "train"), config.cycle_length, seed),
+    segments = parse_segments(
+        read_records(shard_paths(data_dir, manifest, "train"), config.cycle_length, seed),
         (spec.SIGNALS, spec.LABELS, spec.CONTEXT_ROWS))
     seeds = _seed_stream(seed, 0)
 
@@ -275,7 +275,7 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
     def cut(group: tuple, group_seed: tf.Tensor):
         signals, labels, ends = group
         window_labels = tf.gather(labels, ends)  # the label of the row a window is for
-        content_ends = shifted_ends(ends, window, config.augment_shift, group_seed)
+        content_ends = shifted_ends(ends, window - 1, config.augment_shift, group_seed)
         return (gather_windows(signals, content_ends, window), window_labels,
                 tf.gather(weight_by_class, window_labels))
 
@@ -306,8 +306,8 @@ def valid_dataset(data_dir: str, manifest: dict, config: TrainConfig,
                   batch_size: Optional[int] = None) -> tf.data.Dataset:
     """The balanced validation windows (the records' window_ends), in a fixed order."""
     window = config.window or manifest_window(manifest)
-    segments = _parse_segments(
-        _records(shard_paths(data_dir, manifest, "valid"), config.cycle_length, None),
+    segments = parse_segments(
+        read_records(shard_paths(data_dir, manifest, "valid"), config.cycle_length, None),
         (spec.SIGNALS, spec.LABELS, spec.WINDOW_ENDS, spec.CONTEXT_ROWS))
 
     def windows_of(segment: dict):
@@ -343,7 +343,7 @@ def strided_segments(paths: list[str], window: int, stride: int, cycle_length: i
     """
     wanted = tuple(set(keys) | {spec.SIGNALS, spec.NUM_ROWS, spec.CONTEXT_ROWS}
                    | ({spec.CREW, spec.SEAT, spec.EXPERIMENT, spec.BLOCK} if keep else set()))
-    segments = _parse_segments(_records(paths, cycle_length, None), wanted)
+    segments = parse_segments(read_records(paths, cycle_length, None), wanted)
     if keep is not None:
         segments = segments.filter(keep)
 

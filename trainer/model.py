@@ -7,6 +7,11 @@ Every LSTM keeps the settings under which Keras 3 runs the fused cuDNN kernel on
 GPU (keras/src/layers/rnn/lstm.py and backend/tensorflow/rnn.py: tanh, sigmoid
 recurrent activation, a bias, no unrolling, no recurrent dropout, no mask);
 `cudnn_blockers` lists what would break that.
+
+`config.precision` sets the LSTMs' compute type (Keras mixed precision: float32
+weights, bf16 or fp16 arithmetic, which cuDNN runs too).  The front end (FFT band
+powers, logs) and the logits stay float32, as Keras' mixed-precision guide advises
+for numerically sensitive layers and for the outputs.
 """
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ import tensorflow as tf
 from trainer import record_spec as spec
 from trainer.config import TrainConfig
 from trainer.frontends import build_front_end
+
+# Keras dtype policy of the LSTM layers for each `TrainConfig.precision`.
+PRECISION_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 def build_model(config: TrainConfig) -> keras.Model:
@@ -30,8 +38,9 @@ def build_model(config: TrainConfig) -> keras.Model:
         x = keras.layers.LSTM(
             units, return_sequences=i < last, dropout=config.dropout,
             activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-            recurrent_dropout=0.0, unroll=False, use_cudnn="auto", name=f"lstm_{i}")(x)
-    logits = keras.layers.Dense(spec.NUM_CLASSES, name="logits")(x)
+            recurrent_dropout=0.0, unroll=False, use_cudnn="auto",
+            dtype=PRECISION_POLICIES[config.precision], name=f"lstm_{i}")(x)
+    logits = keras.layers.Dense(spec.NUM_CLASSES, dtype="float32", name="logits")(x)
     model = keras.Model(inputs, logits, name="pilotstate_lstm")
     blockers = cudnn_blockers(model)
     if blockers:

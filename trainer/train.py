@@ -6,21 +6,29 @@ It speaks Keras' callback protocol at epoch ends (flat `val_*` logs, including
 the tuning objective `val_balanced_log_loss`, and `model.stop_training`), so
 keras-tuner and EarlyStopping drive it as they would drive `Model.fit`.
 
-`train` is a whole run: the model and optimizer (whose `iterations` is the global
-step) are checkpointed every `checkpoint_every_steps` steps with
-tf.train.CheckpointManager, and a resumed run stops at the same total of
-`epochs x steps_per_epoch` steps.  The resumed input pipeline is seeded with
-(seed, step), so it does not replay the windows it began with.
+Steps run `steps_per_execution` at a time inside one traced function (the host
+waits for the device once per call, not once per step); a call never crosses an
+epoch end or a checkpoint, so validation and checkpoints see exactly their step.
+The batches come from the training split held on the devices when it fits
+(trainer/device_windows.py), else from the streaming tf.data pipeline.
+
+`train` is a whole run: the model, the optimizer and the global step counter are
+checkpointed every `checkpoint_every_steps` steps with tf.train.CheckpointManager,
+and a resumed run stops at the same total of `epochs x steps_per_epoch` steps.  On
+the device path a batch is a function of (seed, step), so a resumed run trains on
+exactly the batches an uninterrupted one would; the resumed streaming pipeline is
+seeded with (seed, step), so it does not replay the windows it began with.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import posixpath
 import tempfile
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import keras
 import numpy as np
@@ -29,6 +37,7 @@ import tensorflow as tf
 from trainer import data, plots, run_dir
 from trainer.calibration import fit_temperature
 from trainer.config import TrainConfig
+from trainer.device_windows import DeviceWindows, device_windows_for
 from trainer.distribution import (describe_devices, make_strategy, per_replica_batch_size,
                                   replica_devices)
 from trainer.metrics import classification_metrics, softmax
@@ -90,59 +99,127 @@ def temperature_scaled(logits: np.ndarray, labels: np.ndarray,
 def make_optimizer(model: keras.Model, config: TrainConfig,
                    strategy: tf.distribute.Strategy) -> keras.optimizers.Optimizer:
     """AdamW (Adam when weight_decay is 0), built under the strategy so that its slots
-    are mirrored like the weights."""
+    are mirrored like the weights; wrapped in dynamic loss scaling for fp16."""
     with strategy.scope():
         if config.weight_decay > 0:
             optimizer = keras.optimizers.AdamW(config.learning_rate,
                                                weight_decay=config.weight_decay)
         else:
             optimizer = keras.optimizers.Adam(config.learning_rate)
+        if config.precision == "fp16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
     return optimizer
 
 
-def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                     strategy: tf.distribute.Strategy, global_batch_size: int):
+def make_step_counter(strategy: tf.distribute.Strategy) -> tf.Variable:
+    """The global step: steps trained so far (checkpointed with the model).  Not the
+    optimizer's `iterations`, which fp16 loss scaling leaves alone on a skipped step."""
+    with strategy.scope():
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+
+
+def make_train_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                     strategy: tf.distribute.Strategy, global_batch_size: int,
+                     step_counter: tf.Variable,
+                     device_windows: Optional[DeviceWindows] = None):
+    """`train_steps(iterator, n)`: n training steps in one traced call; returns their
+    losses [n] and advances `step_counter` by n.
+
+    Batches come from `device_windows` (cut on each replica's device for the step)
+    or, when it is None, from `iterator` (a distributed dataset iterator)."""
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def replica_step(x, y, weight):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            per_window = keras.losses.sparse_categorical_crossentropy(
+                y, logits, from_logits=True) * weight
+            loss = tf.nn.compute_average_loss(per_window, global_batch_size=global_batch_size)
+            # fp16: the gradient of the scaled loss (scaled inside the tape); the
+            # optimizer unscales it, and skips the step if it overflowed.
+            target = optimizer.scale_loss(loss) if scaled else loss
+        grads = tape.gradient(target, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    def replica_step_on_device(step):
+        return replica_step(*device_windows.replica_batch(step))
+
     @tf.function
-    def train_step(iterator):
-        def replica_step(x, y, weight):
-            with tf.GradientTape() as tape:
-                logits = model(x, training=True)
-                per_window = keras.losses.sparse_categorical_crossentropy(
-                    y, logits, from_logits=True) * weight
-                loss = tf.nn.compute_average_loss(per_window, global_batch_size=global_batch_size)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
+    def train_steps(iterator, n):
+        losses = tf.TensorArray(tf.float32, size=n)
+        for i in tf.range(n):
+            if device_windows is None:
+                per_replica = strategy.run(replica_step, args=next(iterator))
+            else:
+                per_replica = strategy.run(replica_step_on_device, args=(step_counter + 1,))
+            losses = losses.write(i, strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                                     axis=None))
+            step_counter.assign_add(1)
+        return losses.stack()
 
-        per_replica = strategy.run(replica_step, args=next(iterator))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    return train_steps
 
-    return train_step
+
+def random_state(model: keras.Model) -> list:
+    """The state of the model's random generators (dropout): Keras keeps it in
+    `variables` but not in `weights`, and a checkpoint of the model alone leaves it out,
+    so a resumed run would draw other dropout masks than an uninterrupted one."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+@contextlib.contextmanager
+def random_state_kept(model: keras.Model) -> Iterator[None]:
+    """Runs the block with the model's random state put back afterwards: Keras' LSTM
+    draws from its dropout generator even in inference, so without this, validation
+    would change the training's dropout masks (and a run resumed from a checkpoint
+    taken before a validation would train on other masks than an uninterrupted one)."""
+    state = [(v, v.numpy()) for v in random_state(model)]
+    yield
+    for variable, value in state:
+        variable.assign(value)
 
 
 def _pipeline_seed(config: TrainConfig, start_step: int) -> int:
     return config.seed if start_step == 0 else config.seed * 1_000_003 + start_step
 
 
+def steps_until_sync(step: int, end_step: int, config: TrainConfig) -> int:
+    """How many steps the next traced call runs from `step`: at most
+    steps_per_execution, and never past an epoch end, a checkpoint or `end_step`."""
+    boundaries = [end_step]
+    for every in (config.steps_per_epoch, config.checkpoint_every_steps):
+        boundaries.append((step // every + 1) * every)
+    return min(config.steps_per_execution, min(boundaries) - step)
+
+
 def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
              strategy: tf.distribute.Strategy, config: TrainConfig, data_dir: str,
-             manifest: dict, *, start_step: int, end_step: int,
+             manifest: dict, *, step_counter: tf.Variable, end_step: int,
              callbacks: keras.callbacks.CallbackList,
              on_step: Optional[Callable[[int, float], None]] = None,
              on_epoch: Optional[Callable[[EpochResult], None]] = None) -> None:
-    """Trains steps start_step+1 .. end_step, validating at every epoch end.
+    """Trains from `step_counter`'s step to end_step, validating at every epoch end.
 
-    `on_step(step, loss)` and `on_epoch(result)` see everything (the run's own
-    records); `callbacks` get Keras' epoch protocol with flat logs.  Training
-    stops early when a callback sets `model.stop_training`.
+    `on_step(step, loss)` (called for every step, after the traced call that ran it)
+    and `on_epoch(result)` see everything (the run's own records); `callbacks` get
+    Keras' epoch protocol with flat logs.  Training stops early when a callback sets
+    `model.stop_training`.
     """
     per_replica_batch_size(config.global_batch_size, strategy)  # validates divisibility
-    dataset = data.train_dataset(data_dir, manifest, config, config.global_batch_size,
-                                 seed=_pipeline_seed(config, start_step))
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    start_step = int(step_counter.numpy())
+    device_windows = (device_windows_for(data_dir, manifest, config, strategy)
+                      if config.device_data_mb > 0 else None)
+    iterator = None
+    if device_windows is None:
+        dataset = data.train_dataset(data_dir, manifest, config, config.global_batch_size,
+                                     seed=_pipeline_seed(config, start_step))
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
     valid = data.valid_dataset(data_dir, manifest, config)
-    train_step = make_train_step(model, optimizer, strategy, config.global_batch_size)
+    train_steps = make_train_steps(model, optimizer, strategy, config.global_batch_size,
+                                   step_counter, device_windows)
     logits_fn = logits_function(model, config.window)  # traced once, not once per epoch
     steps_per_epoch = config.steps_per_epoch
 
@@ -150,17 +227,22 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     callbacks.on_train_begin()
     progress = Progress("training", (end_step - start_step) * config.global_batch_size)
     epoch_losses: list[float] = []
-    for step in range(start_step + 1, end_step + 1):
+    step = start_step
+    while step < end_step:
+        if step % steps_per_epoch == 0 or step == start_step:
+            callbacks.on_epoch_begin(step // steps_per_epoch)
+        losses = train_steps(iterator, tf.constant(steps_until_sync(step, end_step, config)))
+        losses = losses.numpy().tolist()  # the host waits for the device here, once per call
+        progress.advance(len(losses) * config.global_batch_size)
+        for loss in losses:
+            step += 1
+            epoch_losses.append(loss)
+            if on_step:
+                on_step(step, loss)
         epoch = (step - 1) // steps_per_epoch
-        if (step - 1) % steps_per_epoch == 0 or step == start_step + 1:
-            callbacks.on_epoch_begin(epoch)
-        loss = float(train_step(iterator))
-        progress.advance(config.global_batch_size)
-        epoch_losses.append(loss)
-        if on_step:
-            on_step(step, loss)
         if step % steps_per_epoch == 0:
-            logits, labels = validation_logits(logits_fn, valid)
+            with random_state_kept(model):
+                logits, labels = validation_logits(logits_fn, valid)
             temperature, calibrated = temperature_scaled(logits, labels, config.temperature_scaling)
             result = EpochResult(epoch=epoch, step=step, train_loss=float(np.mean(epoch_losses)),
                                  metrics=classification_metrics(softmax(logits), labels),
@@ -217,11 +299,13 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
     with strategy.scope():
         model = build_model(config)
     optimizer = make_optimizer(model, config, strategy)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    step_counter = make_step_counter(strategy)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_counter,
+                                     random_state=random_state(model))
     manager = tf.train.CheckpointManager(checkpoint, paths.checkpoints, max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    start = int(optimizer.iterations.numpy())
+    start = int(step_counter.numpy())
     history, resumes = _earlier_attempts(paths, start)
     if resumed:
         resumes.append(start)
@@ -264,7 +348,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
             model.stop_training = True
 
     fit_loop(model, optimizer, strategy, config, data_dir, manifest,
-             start_step=start, end_step=config.total_steps,
+             step_counter=step_counter, end_step=config.total_steps,
              callbacks=keras.callbacks.CallbackList([], model=model),
              on_step=on_step, on_epoch=on_epoch)
     board.flush()
@@ -284,7 +368,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
     model.export(paths.saved_model, verbose=False)
     plots.write_run_plots(paths, history, best, model, data_dir, manifest, config)
     _write_metrics(paths, config, history, prior, resumes,
-                   int(optimizer.iterations.numpy()), complete=True, best=best)
+                   int(step_counter.numpy()), complete=True, best=best)
     run_dir.update_json(paths.file("run.json"), {
         "exported_epoch": best["epoch"], "exported_step": best["step"],
         "temperature": best["temperature"], "valid_soft_confusion": confusion.tolist()})

@@ -33,7 +33,8 @@ from trainer.config import TrainConfig
 from trainer.distribution import per_replica_batch_size
 from trainer.model import build_model
 from trainer.summaries import TensorBoardLog
-from trainer.train import EpochResult, best_epoch, fit_loop, make_optimizer, should_stop
+from trainer.train import (EpochResult, best_epoch, fit_loop, make_optimizer, make_step_counter,
+                           should_stop)
 from tuning.space import SearchSpace
 
 TRIAL_RECORD = "pilotstate_trial.json"
@@ -111,8 +112,10 @@ class LSTMHyperModel(kt.HyperModel):
                 model.stop_training = True
 
         steps = config.steps_per_epoch
+        step_counter = make_step_counter(self.strategy)
+        step_counter.assign(initial_epoch * steps)
         fit_loop(model, optimizer, self.strategy, config, self.data_dir, self.manifest,
-                 start_step=initial_epoch * steps, end_step=epochs * steps,
+                 step_counter=step_counter, end_step=epochs * steps,
                  callbacks=callback_list, on_epoch=on_epoch)
         board.flush()
         record.update(seconds=time.perf_counter() - started, complete=True,
