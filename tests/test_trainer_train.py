@@ -87,6 +87,7 @@ def test_two_replicas_on_two_logical_cpus(trainer_data_dir, tmp_path):
     done = subprocess.run([sys.executable, "-c", TWO_CPUS, *args], env=_env(), cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "training windows cut on the device" in done.stderr  # a copy on each replica
     paths = _only_run(job_dir)
     info = run_dir.read_json(paths.file("run.json"))
     assert info["replicas"] == 2
@@ -113,9 +114,12 @@ def _latest_checkpoint_step(job_dir: str) -> int:
 
 
 def test_resume_after_kill_ends_with_the_same_steps(trainer_data_dir, tmp_path):
+    """On the streaming input pipeline (--device-data-mb 0; the device path's exact
+    resume is tested in test_device_windows.py)."""
     job_dir = str(tmp_path / "job")
     args = ["train", "--data", trainer_data_dir, "--job-dir", job_dir, *TINY_TRAIN_ARGS,
-            "--epochs", "4", "--steps-per-epoch", "50", "--checkpoint-every-steps", "5"]
+            "--epochs", "4", "--steps-per-epoch", "50", "--checkpoint-every-steps", "5",
+            "--device-data-mb", "0"]
     process = subprocess.Popen([sys.executable, "-m", "trainer", *args], env=_env(), cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
