@@ -1,135 +1,333 @@
-"""Benchmark the trainer: input pipeline windows/s, training windows/s, predict rows/s.
+"""Benchmark the trainer's feeding: input alone, step alone, both together; predict rows/s.
 
     python bench/bench_trainer.py                        # writes its own fixture data
-    python bench/bench_trainer.py --data DIR             # a beam_preprocess output
-    python bench/bench_trainer.py --rows-per-session 4000 --batches 5   # quick check
+    python bench/bench_trainer.py --data DIR             # a beam_preprocess output (its window)
+    python bench/bench_trainer.py --steps 5 --json out.json   # quick check, JSON to a file
 
-It also times the training step alone for every front end (spectral, filterbank,
-raw) at 256- and 1,024-row windows (`--front-end-windows`).
+For each window length (`--windows`, default 256 and 1,024 rows; fixture data of that
+window is written unless --data is given), each number of devices (`--devices`,
+default 1 and 2: the CPU split into logical devices, which is what MirroredStrategy
+runs on here; on a GPU machine, the GPUs) and each input path:
 
-Targets (issue 4): the input pipeline alone delivers >= 10x the windows/s that a
-training step consumes (measured on one in-memory batch, so the model is timed
-alone); predict runs at >= 15k rows/s (the ~18M test rows in <= 20 minutes) with
-the default model and stride.  Prints one JSON object.
+* input alone: the streaming tf.data pipeline's batches, or the on-device path's
+  batches cut by a traced function (trainer/device_windows.py) with no model;
+* step alone: training steps on one constant in-memory batch (the model's own speed);
+* together: real training steps fed by that path (trainer.train.make_train_steps),
+  `--steps-per-execution` steps per traced call;
+
+all in windows/s.  Then the steps/s of a tiny model (host overhead: one step per call
+and one Python round trip, as before issue 13, against many steps per call), the
+training steps alone of every front end, and `predict`'s rows/s.
+
+Targets (issue 13, on this CPU): together >= 0.9x step alone on the on-device path at
+both window lengths; the tiny model's steps/s >= 5x the one-step-per-call figure.
+Prints (and with --json writes) one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
-
-import numpy as np
-import tensorflow as tf
+from typing import Callable, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
-from trainer import data  # noqa: E402
-from trainer.config import FRONT_ENDS, TrainConfig  # noqa: E402
-from trainer.model import build_model  # noqa: E402
-from trainer.predict import DEFAULT_STRIDE, predict  # noqa: E402
-from trainer.train import make_train_step, train  # noqa: E402
-from trainer_fixtures import FixtureSpec, write_fixture_data  # noqa: E402
-
-PIPELINE_RATIO_TARGET = 10.0
+TOGETHER_OVER_STEP_TARGET = 0.9
+TINY_SPEEDUP_TARGET = 5.0
 PREDICT_ROWS_PER_S_TARGET = 15_000
+TINY_MODEL = {"front_end": "raw", "pool": 4, "lstm_units": [8], "window": 64,
+              "global_batch_size": 16, "augment_shift": 0}
 
 
-def _rate(count_per_call: int, calls: int, fn) -> float:
-    fn()  # warm-up (tracing, first reads)
+def _rate(count_per_call: int, calls: int, fn: Callable[[], object]) -> float:
+    """count_per_call x calls / seconds, after one warm-up call (tracing, first reads)."""
+    fn()
     started = time.perf_counter()
     for _ in range(calls):
         fn()
     return count_per_call * calls / (time.perf_counter() - started)
 
 
-def pipeline_windows_per_s(data_dir: str, manifest: dict, config: TrainConfig,
-                           batches: int) -> float:
-    iterator = iter(data.train_dataset(data_dir, manifest, config, config.global_batch_size))
-    return _rate(config.global_batch_size, batches, lambda: next(iterator))
+def _strategy(devices: int):
+    import tensorflow as tf
+
+    from trainer.distribution import make_strategy
+
+    if devices == 1:
+        return make_strategy(())
+    kind = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    return make_strategy(tuple(f"/{kind.lower()}:{i}" for i in range(devices)))
 
 
-def training_windows_per_s(config: TrainConfig, steps: int) -> float:
-    """Train steps on one in-memory batch: what the model consumes, input excluded."""
+def _training(config, strategy, step_counter_value: int = 0):
     import keras
 
-    strategy = tf.distribute.get_strategy()
-    model = build_model(config)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    from trainer.model import build_model
+    from trainer.train import make_optimizer, make_step_counter
+
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = build_model(config)
+    optimizer = make_optimizer(model, config, strategy)
+    counter = make_step_counter(strategy)
+    counter.assign(step_counter_value)
+    return model, optimizer, counter
+
+
+def feeding(data_dir: str, config, devices: int, steps: int) -> dict:
+    """Input alone, step alone and together, in windows/s, for both input paths."""
+    import numpy as np
+    import tensorflow as tf
+
+    from trainer import data
+    from trainer import record_spec as spec
+    from trainer.device_windows import DeviceWindows, load_split
+    from trainer.train import make_train_steps
+
+    strategy = _strategy(devices)
+    manifest = data.read_manifest(data_dir)
+    batch, k = config.global_batch_size, config.steps_per_execution
+    calls = max(1, steps // k)
+    per_call = batch * k
+    result: dict = {"devices": devices, "window": config.window, "global_batch_size": batch,
+                    "steps_per_execution": k}
+
+    # Input alone.
+    stream = iter(strategy.experimental_distribute_dataset(
+        data.train_dataset(data_dir, manifest, config, batch)))
+    result["streaming_input"] = _rate(batch, calls * k, lambda: next(stream))
+    windows = DeviceWindows(load_split(data_dir, manifest, config), manifest, config, strategy)
+
+    @tf.function
+    def cut_only(first_step):
+        total = tf.constant(0.0)
+        for i in tf.range(k):
+            per_replica = strategy.run(lambda s: tf.reduce_sum(windows.replica_batch(s)[0]),
+                                       args=(first_step + tf.cast(i, tf.int64),))
+            total += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return total
+
+    clock = iter(range(1, 10**9))
+    result["on_device_input"] = _rate(
+        per_call, calls, lambda: cut_only(tf.constant(next(clock) * k, tf.int64)).numpy())
+
+    # Step alone: one constant batch, repeated (the model's own speed).
     rng = np.random.default_rng(0)
-    batch = (rng.standard_normal((config.global_batch_size, config.window, 23)).astype(np.float32),
-             rng.integers(0, 4, config.global_batch_size).astype(np.int32),
-             np.ones(config.global_batch_size, np.float32))
-    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    step = make_train_step(model, optimizer, strategy, config.global_batch_size)
-    return _rate(config.global_batch_size, steps, lambda: float(step(iterator)))
+    constant = (rng.standard_normal((batch, config.window, spec.NUM_CHANNELS)).astype(np.float32),
+                rng.integers(0, spec.NUM_CLASSES, batch).astype(np.int32),
+                np.ones(batch, np.float32))
+    repeated = iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(constant).repeat()))
+    model, optimizer, counter = _training(config, strategy)
+    step_alone = make_train_steps(model, optimizer, strategy, batch, counter)
+    result["step_alone"] = _rate(per_call, calls,
+                                 lambda: step_alone(repeated, tf.constant(k)).numpy())
+
+    # Together: real training steps fed by each path.
+    model, optimizer, counter = _training(config, strategy)
+    streamed = make_train_steps(model, optimizer, strategy, batch, counter)
+    result["streaming_together"] = _rate(per_call, calls,
+                                         lambda: streamed(stream, tf.constant(k)).numpy())
+    model, optimizer, counter = _training(config, strategy)
+    on_device = make_train_steps(model, optimizer, strategy, batch, counter, windows)
+    result["on_device_together"] = _rate(per_call, calls,
+                                         lambda: on_device(None, tf.constant(k)).numpy())
+    result = {key: round(v) if isinstance(v, float) else v for key, v in result.items()}
+    result["on_device_together_over_step"] = round(
+        result["on_device_together"] / result["step_alone"], 2)
+    result["streaming_together_over_step"] = round(
+        result["streaming_together"] / result["step_alone"], 2)
+    return result
 
 
-def predict_rows_per_s(data_dir: str, config: TrainConfig, stride: int, work: str) -> dict:
+def tiny_model_steps_per_s(data_dir: str, base_config, steps: int) -> dict:
+    """Steps/s of a tiny model: host overhead.  `one_step_per_call` is the loop before
+    issue 13 (streaming input, one step per traced call, the loss read after each)."""
+    import tensorflow as tf
+
+    from trainer import data
+    from trainer.config import TrainConfig
+    from trainer.device_windows import DeviceWindows, load_split
+    from trainer.train import make_train_steps
+
+    strategy = _strategy(1)
+    manifest = data.read_manifest(data_dir)
+    config = TrainConfig.from_dict({**base_config.to_dict(), **TINY_MODEL})
+    windows = DeviceWindows(load_split(data_dir, manifest, config), manifest, config, strategy)
+    stream = iter(strategy.experimental_distribute_dataset(
+        data.train_dataset(data_dir, manifest, config, config.global_batch_size)))
+    out = {}
+    for name, source, k in (("one_step_per_call", None, 1), ("on_device_1_per_call", windows, 1),
+                            ("on_device_50_per_call", windows, 50)):
+        model, optimizer, counter = _training(config, strategy)
+        run = make_train_steps(model, optimizer, strategy, config.global_batch_size, counter,
+                               source)
+        iterator = stream if source is None else None
+        out[name] = round(_rate(k, max(1, steps * 5 // k),
+                                lambda: run(iterator, tf.constant(k)).numpy()), 1)
+    out["speedup"] = round(out["on_device_50_per_call"] / out["one_step_per_call"], 1)
+    return out
+
+
+def front_end_steps(config, windows: list[int], steps: int) -> dict:
+    """Training steps alone (constant batch) of every front end at each window length."""
+    import numpy as np
+    import tensorflow as tf
+
+    from trainer import record_spec as spec
+    from trainer.config import FRONT_ENDS, TrainConfig
+    from trainer.train import make_train_steps
+
+    strategy = _strategy(1)
+    out = {}
+    for front_end in FRONT_ENDS:
+        for window in windows:
+            cfg = TrainConfig.from_dict({**config.to_dict(), "front_end": front_end,
+                                         "window": window})
+            rng = np.random.default_rng(0)
+            batch = (rng.standard_normal((cfg.global_batch_size, window, spec.NUM_CHANNELS))
+                     .astype(np.float32),
+                     rng.integers(0, 4, cfg.global_batch_size).astype(np.int32),
+                     np.ones(cfg.global_batch_size, np.float32))
+            iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+            model, optimizer, counter = _training(cfg, strategy)
+            run = make_train_steps(model, optimizer, strategy, cfg.global_batch_size, counter)
+            k = cfg.steps_per_execution
+            out[f"{front_end}@{window}"] = round(_rate(
+                cfg.global_batch_size * k, max(1, steps // k),
+                lambda: run(iterator, tf.constant(k)).numpy()))
+    return out
+
+
+def predict_rows_per_s(data_dir: str, config, stride: int, work: str) -> dict:
     """Full `predict` (reading, model, CSV) with a barely trained default model."""
+    from trainer.config import TrainConfig
+    from trainer.predict import predict
+    from trainer.train import train
+
     quick = TrainConfig.from_dict({**config.to_dict(), "epochs": 1, "steps_per_epoch": 2})
     paths = train(quick, data_dir, os.path.join(work, "job"))
     started = time.perf_counter()
-    summary = predict(paths.run_dir, data_dir, os.path.join(work, "submission.csv"), stride=stride)
+    summary = predict(paths.run_dir, data_dir, os.path.join(work, "submission.csv"),
+                      stride=stride)
     seconds = time.perf_counter() - started
     return {"rows": summary["rows"], "seconds": round(seconds, 2),
             "rows_per_s": round(summary["rows"] / seconds)}
 
 
-def main() -> None:
+def _fixture(work: str, window: int, rows_per_session: int) -> str:
+    from trainer_fixtures import FixtureSpec, write_fixture_data
+
+    out = os.path.join(work, f"data-{window}")
+    if not os.path.exists(os.path.join(out, "manifest.json")):
+        write_fixture_data(out, FixtureSpec(window=window, rows_per_session=rows_per_session,
+                                            segment_rows=16_000, valid_windows_per_class=200))
+    return out
+
+
+def _config(data_dir: str, args: argparse.Namespace):
+    from trainer import data
+    from trainer.config import TrainConfig
+
+    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if args.steps_per_execution:
+        config = TrainConfig.from_dict({**config.to_dict(),
+                                        "steps_per_execution": args.steps_per_execution})
+    return data.resolve_window(config, data.read_manifest(data_dir))
+
+
+def _child(args: argparse.Namespace) -> None:
+    """One device count in a fresh interpreter: logical devices must be set up before
+    TensorFlow starts its runtime."""
+    import tensorflow as tf
+
+    if args.devices_here > 1 and not tf.config.list_physical_devices("GPU"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * args.devices_here)
+    data_dir = args.data_here
+    print(json.dumps(feeding(data_dir, _config(data_dir, args), args.devices_here, args.steps)))
+
+
+def _feeding_in_child(data_dir: str, devices: int, args: argparse.Namespace) -> dict:
+    argv = [sys.executable, os.path.abspath(__file__), "--data-here", data_dir,
+            "--devices-here", str(devices), "--steps", str(args.steps)]
+    if args.config:
+        argv += ["--config", args.config]
+    if args.steps_per_execution:
+        argv += ["--steps-per-execution", str(args.steps_per_execution)]
+    done = subprocess.run(argv, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if done.returncode:
+        raise SystemExit(f"bench_trainer: the {devices}-device run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _targets(rows: list[dict], tiny: dict) -> dict:
+    on_device = [r["on_device_together_over_step"] for r in rows]
+    return {"on_device_together_over_step_min": min(on_device),
+            "together_target_met": min(on_device) >= TOGETHER_OVER_STEP_TARGET,
+            "tiny_model_speedup": tiny["speedup"],
+            "tiny_target_met": tiny["speedup"] >= TINY_SPEEDUP_TARGET}
+
+
+def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="data directory (default: write fixture data)")
+    parser.add_argument("--data", help="a beam_preprocess output to use for every window length "
+                        "(default: fixture data of each --windows length)")
     parser.add_argument("--config", help="TrainConfig JSON (default: the defaults)")
+    parser.add_argument("--windows", type=lambda t: [int(v) for v in t.split(",")],
+                        default=[256, 1024], help="window lengths; default 256,1024")
+    parser.add_argument("--devices", type=lambda t: [int(v) for v in t.split(",")],
+                        default=[1, 2], help="device counts; default 1,2")
     parser.add_argument("--rows-per-session", type=int, default=40_000,
-                        help="fixture size (6 train, 2 valid, 2 test sessions)")
-    parser.add_argument("--batches", type=int, default=30, help="batches/steps timed")
-    parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
-    parser.add_argument("--front-end-windows", type=lambda t: [int(v) for v in t.split(",")],
-                        default=[256, 1024],
-                        help="window lengths at which each front end's training is timed; "
-                             "default 256,1024")
-    args = parser.parse_args()
+                        help="fixture size (6 train, 2 valid, 2 test sessions); default 40000")
+    parser.add_argument("--steps", type=int, default=60, help="steps timed per figure; default 60")
+    parser.add_argument("--steps-per-execution", type=int, default=None,
+                        help="steps per traced call (default: the config's)")
+    parser.add_argument("--stride", type=int, default=64, help="predict's stride; default 64")
+    parser.add_argument("--no-predict", action="store_true", help="skip the predict figure")
+    parser.add_argument("--json", help="also write the result to this file (local or gs://)")
+    parser.add_argument("--data-here", help=argparse.SUPPRESS)     # child: one device count
+    parser.add_argument("--devices-here", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.data_here:
+        _child(args)
+        return
+
+    import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as work:
-        data_dir = args.data
-        if not data_dir:
-            data_dir = os.path.join(work, "data")
-            write_fixture_data(data_dir, FixtureSpec(
-                window=256, rows_per_session=args.rows_per_session, segment_rows=16_000,
-                valid_windows_per_class=200))
-        manifest = data.read_manifest(data_dir)
-        config = TrainConfig.load(args.config) if args.config else TrainConfig()
-        config = data.resolve_window(config, manifest)
-        pipeline = pipeline_windows_per_s(data_dir, manifest, config, args.batches)
-        training = training_windows_per_s(config, args.batches)
+        data_dirs = {w: args.data or _fixture(work, w, args.rows_per_session)
+                     for w in ([None] if args.data else args.windows)}
+        rows = [_feeding_in_child(d, n, args) for d in data_dirs.values() for n in args.devices]
+        first = next(iter(data_dirs.values()))
+        config = _config(first, args)
+        tiny = tiny_model_steps_per_s(first, config, args.steps)
         result = {
             "data": args.data or f"fixture, {args.rows_per_session} rows/session",
-            "config": config.to_dict(),
             "cpu_count": os.cpu_count(),
-            "pipeline_windows_per_s": round(pipeline),
-            "training_windows_per_s": round(training),
-            "pipeline_over_training": round(pipeline / training, 1),
-            "pipeline_target_met": pipeline / training >= PIPELINE_RATIO_TARGET,
-            # Training steps alone for every front end at each window length (the
-            # rest of the config as above).
-            "training_windows_per_s_by_front_end": {
-                f"{front_end}@{window}": round(training_windows_per_s(
-                    TrainConfig.from_dict({**config.to_dict(), "front_end": front_end,
-                                           "window": window}), args.batches))
-                for front_end in FRONT_ENDS for window in args.front_end_windows},
+            "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
+            "feeding_windows_per_s": rows,
+            "tiny_model_steps_per_s": tiny,
+            "targets": _targets(rows, tiny),
+            "front_end_step_windows_per_s": front_end_steps(config, args.windows, args.steps),
         }
-        if "test" in manifest["splits"]:
-            result["predict"] = predict_rows_per_s(data_dir, config, args.stride, work)
-            result["predict_stride"] = args.stride
+        if not args.no_predict:
+            result["predict"] = predict_rows_per_s(first, config, args.stride, work)
             result["predict_target_met"] = (result["predict"]["rows_per_s"]
                                             >= PREDICT_ROWS_PER_S_TARGET)
-        else:
-            result["predict"] = "skipped: the data directory has no test split"
-    print(json.dumps(result, indent=2))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with tf.io.gfile.GFile(args.json, "w") as f:
+            f.write(text + "\n")
 
 
 if __name__ == "__main__":
