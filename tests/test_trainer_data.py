@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from trainer import data
 from trainer import record_spec as spec
+from trainer.augment import noise_bank
 from trainer.config import TrainConfig
 from trainer_fixtures import FixtureSpec, write_fixture_data
 
@@ -159,6 +160,11 @@ def test_gain_channel_dropout_and_noise_are_seeded_per_window_and_channel(traine
 
     noisy = batches(augment_noise=0.1)[0]
     assert 0.09 < np.std(noisy - plain) < 0.11
+    # Each window's noise is a run of rows of the run's noise bank (augment.noise_bank).
+    bank = 0.1 * noise_bank(0, plain.shape[2]).numpy()
+    for noise in (noisy - plain)[:8]:
+        starts = np.flatnonzero(np.abs(bank[:, 0] - noise[0, 0]) < 1e-5)
+        assert any(np.allclose(bank[s:s + len(noise)], noise, atol=1e-5) for s in starts)
 
     everything = dict(augment_gain=0.2, augment_shift=4, augment_channel_dropout=0.1,
                       augment_noise=0.05)

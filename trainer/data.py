@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import record_spec as spec
-from trainer.augment import augment_windows, shifted_ends
+from trainer.augment import augment_windows, noise_bank, shifted_ends
 from trainer.config import TrainConfig
 from trainer.errors import UserError
 
@@ -279,9 +279,11 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
         return (gather_windows(signals, content_ends, window), window_labels,
                 tf.gather(weight_by_class, window_labels))
 
+    bank = noise_bank(seed, spec.NUM_CHANNELS)
+
     def augment(batch: tuple, batch_seed: tf.Tensor):
         windows, labels, weights = batch
-        return augment_windows(windows, batch_seed, config), labels, weights
+        return augment_windows(windows, batch_seed, config, bank), labels, weights
 
     # Consecutive windows of one segment are nearly the same sample, and a batch
     # drawn from a few segments (one class, one stretch of one session) teaches the

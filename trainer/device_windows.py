@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from trainer import data
 from trainer import record_spec as spec
-from trainer.augment import augment_windows, shifted_ends
+from trainer.augment import augment_windows, noise_bank, shifted_ends
 from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ class DeviceWindows:
             self.labels = tf.Variable(held.labels, trainable=False, name="held_labels")
             self.ends = tf.Variable(held.ends, trainable=False, name="held_ends")
             self.floors = tf.Variable(held.floors, trainable=False, name="held_floors")
+            self.noise = tf.Variable(noise_bank(config.seed, spec.NUM_CHANNELS),
+                                     trainable=False, name="noise_bank")
 
     def replica_batch(self, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(windows [b, window, C], labels [b], loss weights [b]) for this replica at `step`."""
@@ -141,7 +143,7 @@ class DeviceWindows:
         content_ends = shifted_ends(ends, tf.gather(self.floors, index),
                                     self.config.augment_shift, shift_seed)
         windows = data.gather_windows(self.signals, content_ends, self.window)
-        return (augment_windows(windows, augment_seed, self.config), labels,
+        return (augment_windows(windows, augment_seed, self.config, self.noise), labels,
                 tf.gather(self.weight_by_class, labels))
 
 
