@@ -36,6 +36,9 @@ RUN mkdir trainer tuning && touch trainer/__init__.py tuning/__init__.py \
     && rm -rf build ./*.egg-info trainer tuning
 COPY trainer/ trainer/
 COPY tuning/ tuning/
+# The trainer benchmark (`python -m infra bench-gpu` runs it on a GPU VM) and the
+# fixture data it writes.
+COPY bench/bench_trainer.py tests/trainer_fixtures.py bench/
 # Reinstall the package itself (dependencies are already satisfied).
 RUN python -m pip install --no-deps -c requirements.lock . \
     && python -c "import trainer.task, tuning, keras_tuner, tensorflow, keras; \

@@ -287,7 +287,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--windows", type=lambda t: [int(v) for v in t.split(",")],
                         default=[256, 1024], help="window lengths; default 256,1024")
     parser.add_argument("--devices", type=lambda t: [int(v) for v in t.split(",")],
-                        default=[1, 2], help="device counts; default 1,2")
+                        help="device counts; default 1 and every GPU (1,2: the CPU split in "
+                             "two logical devices, when there is no GPU)")
     parser.add_argument("--rows-per-session", type=int, default=40_000,
                         help="fixture size (6 train, 2 valid, 2 test sessions); default 40000")
     parser.add_argument("--steps", type=int, default=60, help="steps timed per figure; default 60")
@@ -305,6 +306,9 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     import tensorflow as tf
 
+    if not args.devices:
+        gpus = len(tf.config.list_physical_devices("GPU"))
+        args.devices = sorted({1, gpus or 2})
     with tempfile.TemporaryDirectory() as work:
         data_dirs = {w: args.data or _fixture(work, w, args.rows_per_session)
                      for w in ([None] if args.data else args.windows)}

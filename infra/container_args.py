@@ -10,6 +10,9 @@ from infra.config import CloudConfig
 from infra.resources import gcs_uri
 
 TUNING_ENTRYPOINT = "python"
+BENCH_ENTRYPOINT = "python"
+BENCH_SCRIPT = "/opt/pilotstate/bench/bench_trainer.py"  # where the Dockerfile puts it
+BENCH_RESULT = "bench-gpu.json"
 
 
 def train_args(config: CloudConfig, run_id: str) -> list[str]:
@@ -25,3 +28,8 @@ def tune_args(config: CloudConfig, run_id: str) -> list[str]:
     return ["-m", "tuning", "search", "--data", gcs_uri(config, storage.data),
             "--tuner-dir", gcs_uri(config, storage.tuning, run_id),
             "--algorithm", tune.algorithm, "--max-trials", str(tune.max_trials), *tune.args]
+
+
+def bench_args(config: CloudConfig, run_id: str) -> list[str]:
+    """bench/bench_trainer.py (entry point `python`), its JSON to RUNS/RUN_ID in the bucket."""
+    return [BENCH_SCRIPT, "--json", gcs_uri(config, config.storage.runs, run_id, BENCH_RESULT)]

@@ -10,7 +10,7 @@ from infra.project_setup import (bucket_commands, registry_commands, services_co
                                  upload_commands)
 from infra.resources import Argv
 from infra.vertex import vertex_commands
-from infra.vms import train_vm_commands, tune_vm_commands
+from infra.vms import bench_gpu_vm_commands, train_vm_commands, tune_vm_commands
 
 Plan = Callable[[CloudConfig, str], list[Argv]]  # (config, run id) -> commands
 
@@ -24,6 +24,7 @@ PLANS: dict[str, Plan] = {
     "train": train_vm_commands,
     "tune": tune_vm_commands,
     "vertex": vertex_commands,
+    "bench-gpu": bench_gpu_vm_commands,
 }
 
 # `all`: from an empty project to a trained model, every step with the same run id.
@@ -39,6 +40,7 @@ DESCRIPTIONS = {
     "train": "train on a self-deleting GPU VM",
     "tune": "tune on a chief VM and N self-deleting GPU worker VMs",
     "vertex": "train as a Vertex AI custom job",
+    "bench-gpu": "benchmark the trainer's feeding on a self-deleting GPU VM; JSON to the bucket",
     "all": "every step of " + ", ".join(ALL_STEPS),
 }
 

@@ -16,7 +16,8 @@ import dataclasses
 from typing import Mapping
 
 from infra.config import CloudConfig
-from infra.container_args import TUNING_ENTRYPOINT, train_args, tune_args
+from infra.container_args import (BENCH_ENTRYPOINT, TUNING_ENTRYPOINT, bench_args, train_args,
+                                  tune_args)
 from infra.resources import REPO_ROOT, Argv, image_uri, internal_dns_name, resource_name
 
 STARTUP_SCRIPT = REPO_ROOT / "infra" / "startup" / "run_container.sh"
@@ -94,6 +95,15 @@ def train_vm_commands(config: CloudConfig, run_id: str) -> list[Argv]:
     vm = ContainerVm(name=resource_name(config, run_id, "train"), role="train",
                      machine_type=config.gpu.machine_type, gpus=True,
                      args=tuple(train_args(config, run_id)))
+    return [create_vm_command(config, run_id, vm)]
+
+
+def bench_gpu_vm_commands(config: CloudConfig, run_id: str) -> list[Argv]:
+    """One GPU VM that runs the trainer benchmark in the trainer image (its figures are
+    the GPU yardstick of the README) and writes its JSON to the bucket."""
+    vm = ContainerVm(name=resource_name(config, run_id, "bench-gpu"), role="bench-gpu",
+                     machine_type=config.gpu.machine_type, gpus=True,
+                     args=tuple(bench_args(config, run_id)), entrypoint=BENCH_ENTRYPOINT)
     return [create_vm_command(config, run_id, vm)]
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.container_args import BENCH_ENTRYPOINT, BENCH_SCRIPT
 from trainer_fixtures import TINY_TRAIN_ARGS, FixtureSpec, write_fixture_data
 
 pytestmark = pytest.mark.docker
@@ -203,3 +204,18 @@ def test_tiny_training_on_mounted_data(image, tmp_path):
     assert info["git_revision"] == GIT_REVISION
     assert info["package_version"] == metadata.version("pilotstate")
     assert (run / "model" / "model.keras").stat().st_uid != 0
+
+
+def test_the_trainer_benchmark_runs_in_the_image(image, tmp_path):
+    """What `python -m infra bench-gpu` runs on a GPU VM, here on the CPU: the script is
+    in the image, needs no Apache Beam, and writes its JSON where --json says."""
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)  # written by the image's non-root user
+    _run(image, BENCH_SCRIPT, "--windows", "64", "--devices", "1", "--steps", "4",
+         "--rows-per-session", "3000", "--no-predict", "--json", "/out/bench.json",
+         entrypoint=BENCH_ENTRYPOINT, volumes=[(out, "/out")])
+    result = json.loads((out / "bench.json").read_text())
+    (row,) = result["feeding_windows_per_s"]
+    assert row["window"] == 64 and row["on_device_together"] > 0 and row["step_alone"] > 0
+    assert result["tiny_model_steps_per_s"]["on_device_50_per_call"] > 0

@@ -12,6 +12,7 @@ import pytest
 
 from infra.cli import main
 from infra.config import config_from_dict
+from infra.container_args import BENCH_SCRIPT
 from infra.plans import ALL_STEPS, DESCRIPTIONS, plan_commands
 from infra.resources import REPO_ROOT
 from infra.vms import STARTUP_SCRIPT, ContainerVm, metadata_flag
@@ -165,6 +166,23 @@ def test_train_vm_runs_the_image_on_all_gpus_and_deletes_itself():
     }
 
 
+def test_bench_gpu_vm_runs_the_benchmark_in_the_image_and_writes_to_the_bucket():
+    (argv,) = commands("bench-gpu", other_document())
+    assert argv[:5] == ["gcloud", "compute", "instances", "create", f"ps2-bench-gpu-{RUN_ID}"]
+    assert flag_value(argv, "--accelerator") == "type=nvidia-l4,count=2"
+    assert flag_value(argv, "--machine-type") == "g2-standard-24"
+    assert flag_value(argv, "--instance-termination-action") == "DELETE"
+    assert flag_value(argv, "--max-run-duration") == "1d2h"
+    metadata = parsed_metadata(argv)
+    assert metadata["pilotstate-entrypoint"] == "python"
+    assert metadata["pilotstate-args"] == (
+        f"/opt/pilotstate/bench/bench_trainer.py --json gs://other-bucket-9/out/jobs/{RUN_ID}"
+        "/bench-gpu.json")
+    assert metadata["pilotstate-gpus"] == "all"
+    assert "COPY bench/bench_trainer.py tests/trainer_fixtures.py bench/" in \
+        (REPO_ROOT / "Dockerfile").read_text()
+
+
 def test_startup_script_has_the_gpu_run_and_the_self_delete_trap():
     script = STARTUP_SCRIPT.read_text()
     assert "trap delete_this_vm EXIT" in script
@@ -229,8 +247,10 @@ def test_no_value_is_hard_coded_the_output_follows_the_config():
         *(argv for name in names for argv in commands(name, other)),
         *commands("build", cloud_build)])
     # Without the fixed names (flags, the metadata keys the startup script reads,
-    # the repository's path, the tuner's module), only values are left.
-    values_text = other_text.replace(str(REPO_ROOT), "").replace("-m tuning search", "")
+    # the repository's path, the tuner's module, the benchmark's path in the image),
+    # only values are left.
+    values_text = (other_text.replace(str(REPO_ROOT), "").replace("-m tuning search", "")
+                   .replace(BENCH_SCRIPT, ""))
     values_text = re.sub(r"--[a-z_-]+|pilotstate-[a-z-]+=", "", values_text)
     for section, table in example.items():
         for key, value in table.items():
