@@ -13,10 +13,13 @@ from beam_preprocess.options import PreprocessConfig, parse_args
 from beam_preprocess.output_dir import prepare_output, remove_empty_temp_dirs
 from beam_preprocess.pipeline import build_pipeline, resolve_inputs
 from beam_preprocess.scaling import statistics_from_manifest
+from beam_preprocess.spill import spill_directory
 
 
-def build(argv: Sequence[str]) -> tuple[beam.Pipeline, PreprocessConfig]:
-    """Checks inputs and output, and builds the job (not yet run)."""
+def build(argv: Sequence[str], spill_dir: Optional[str] = None
+          ) -> tuple[beam.Pipeline, PreprocessConfig]:
+    """Checks inputs and output, and builds the job (not yet run); parsed rows spill to
+    `spill_dir` if given (run() decides, see spill.py)."""
     config, beam_args = parse_args(argv)
     fixed_stats = None
     if config.stats:
@@ -24,14 +27,16 @@ def build(argv: Sequence[str]) -> tuple[beam.Pipeline, PreprocessConfig]:
     inputs = resolve_inputs(config, fixed_stats)
     prepare_output(config.output, config.overwrite)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-    build_pipeline(pipeline, config, inputs)
+    build_pipeline(pipeline, config, inputs, spill_dir)
     return pipeline, config
 
 
 def run(argv: Sequence[str]) -> dict:
     """Runs the job to completion; returns the manifest it wrote ({} for a dry run)."""
-    pipeline, config = build(argv)
-    pipeline.run().wait_until_finish()
+    config, beam_args = parse_args(argv)
+    with spill_directory(config.spill, config.spill_dir, beam_args) as spill_dir:
+        pipeline, config = build(argv, spill_dir)
+        pipeline.run().wait_until_finish()
     if pipeline.options.view_as(TestOptions).dry_run:
         return {}
     remove_empty_temp_dirs(config.output)

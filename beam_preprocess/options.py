@@ -18,6 +18,8 @@ DEFAULT_RUNNER = "FnApiRunner"
 MIN_DEFAULT_CARRY_SECONDS = 4.0
 MIN_DEFAULT_VALID_BLOCK_SECONDS = 8.0
 VALID_BLOCK_WINDOWS = 4  # window spans per default validation unit
+# Settings of how a local run holds its rows, not of what it writes: not in the manifest.
+LOCAL_ONLY_OPTIONS = ("spill", "spill_dir")
 
 
 def window_span_seconds(window: int) -> float:
@@ -73,6 +75,8 @@ class PreprocessConfig:
     range_mib: int = 64
     chunk_mib: int = 8
     overwrite: bool = False
+    spill: str = "auto"
+    spill_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.carry_seconds is None:
@@ -107,6 +111,8 @@ class PreprocessConfig:
             raise ValueError("--valid-fraction must be in [0, 1)")
         if self.valid_block_seconds <= 0:
             raise ValueError("--valid-block-seconds must be positive")
+        if self.spill_dir and "://" in self.spill_dir:
+            raise ValueError(f"--spill-dir {self.spill_dir}: must be a local directory")
 
 
 def _crews(text: str) -> tuple[int, ...]:
@@ -161,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="byte range of an uncompressed input read by one work item")
     p.add_argument("--chunk-mib", type=int, default=d.chunk_mib,
                    help="lines parsed per batch, in MiB of text")
+    p.add_argument("--spill", choices=("auto", "on", "off"), default=d.spill,
+                   help="write parsed rows to local files between reading and grouping, so "
+                        "a local run's memory follows --chunk-mib and --block-seconds, not "
+                        "the input's size (auto: on for local runners, off on Dataflow, "
+                        "whose shuffle does this itself)")
+    p.add_argument("--spill-dir", default=d.spill_dir,
+                   help="local directory for the spill files, about 0.55x the CSVs' size, "
+                        "removed at the end (default: the system's temporary directory)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing output first (else refuse to write into it)")
     return p

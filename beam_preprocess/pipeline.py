@@ -3,7 +3,9 @@
     ReadTrain/ReadTest   byte ranges -> line chunks -> RowBatches (+ bad rows)
     ChooseValidation     seeded, class-stratified validation time units
     ComputeStatistics    scaling statistics from training units only
-    GroupSessionBlocks   rows keyed by (crew, experiment, seat, time block) + carry
+    Key<Kind>Blocks      rows keyed by (crew, experiment, seat, time block) + carry;
+                         on a local runner spilled to files, only their places travel
+    GroupSessionBlocks   the parts of every session block together
     BuildSegments        sort, de-duplicate, split into runs, scale
     BalanceValidation    the same number of validation windows per class
     Write<Split>         GZIP TFRecord shards per split
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import os
 from typing import Optional, Sequence
 
 import apache_beam as beam
@@ -25,13 +28,14 @@ from beam_preprocess.csv_source import (InputFile, ReadCsvChunks, fingerprint, h
                                         list_inputs)
 from beam_preprocess.manifest import (SumSummaries, build_manifest, check_row_accounting,
                                       manifest_path, write_json)
-from beam_preprocess.options import PreprocessConfig
+from beam_preprocess.options import LOCAL_ONLY_OPTIONS, PreprocessConfig
 from beam_preprocess.parse import BAD_ROWS, ROWS_IN, ParseChunks
 from beam_preprocess.quarantine import WriteQuarantine, quarantine_path
 from beam_preprocess.scaling import MergePartials, Scaler, compute_statistics, unit_partials
 from beam_preprocess.segments import (BalancedThresholds, block_segments, candidate_hashes,
                                       segment_summary, select_window_ends)
 from beam_preprocess.sessions import SortedBlock, session_block_keys
+from beam_preprocess.spill import load_rows, spill_file_name, spill_parts
 from beam_preprocess.splits import SplitAssigner, choose_validation_units, unit_histograms
 from trainer import record_spec
 
@@ -126,6 +130,25 @@ class ComputeStatistics(beam.PTransform):
             | "Finish" >> beam.Map(finish, AsSingleton(self._valid_units)))
 
 
+class KeySessionBlocks(beam.DoFn):
+    """RowBatch -> ((crew, experiment, seat, block), (MAIN or CARRY, rows)).
+
+    With a spill directory the rows of a batch go to one file there and the
+    element carries their SpilledRows location instead (see spill.py).
+    """
+
+    def __init__(self, config: PreprocessConfig, spill_dir: Optional[str]):
+        self._block, self._carry = config.block_seconds, config.carry_seconds
+        self._spill_dir = spill_dir
+
+    def process(self, batch):
+        parts = session_block_keys(batch, self._block, self._carry)
+        if self._spill_dir is None:
+            yield from parts
+        else:
+            yield from spill_parts(parts, os.path.join(self._spill_dir, spill_file_name(batch)))
+
+
 class BuildSegments(beam.DoFn):
     """A session block's rows -> (split, scaled Segment); duplicates to bad_rows."""
 
@@ -143,7 +166,8 @@ class BuildSegments(beam.DoFn):
 
     def process(self, element, valid_units, stats):
         (_, _, _, block), values = element
-        sorted_block = SortedBlock(list(values), self._config.window, self._paths)
+        parts = [(role, load_rows(stored)) for role, stored in values]
+        sorted_block = SortedBlock(parts, self._config.window, self._paths)
         for bad in sorted_block.bad_rows:
             yield beam.pvalue.TaggedOutput(BAD_ROWS, bad)
         assigner, scaler = self._tools(valid_units, stats)
@@ -197,8 +221,15 @@ def _package_version() -> str:
         return "not installed"
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: JobInputs) -> None:
-    """Adds the whole job to `pipeline`."""
+def manifest_options(config: PreprocessConfig) -> dict:
+    """The options the manifest records: all but where a local run spills (no effect on
+    the output)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in LOCAL_ONLY_OPTIONS}
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: JobInputs,
+                   spill_dir: Optional[str] = None) -> None:
+    """Adds the whole job to `pipeline`; with `spill_dir`, parsed rows spill there."""
     c = config
     rows_in, bad_rows, keyed_rows = [], [], []
     valid_units = stats = None
@@ -208,7 +239,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         stats = train.rows | "ComputeStatistics" >> ComputeStatistics(c, valid_units)
         rows_in.append(train[ROWS_IN])
         bad_rows.append(train[BAD_ROWS])
-        keyed_rows.append(train.rows)
+        keyed_rows.append(train.rows | "KeyTrainBlocks" >> beam.ParDo(
+            KeySessionBlocks(c, spill_dir)))
     else:
         valid_units = pipeline | "NoValidationUnits" >> beam.Create([frozenset()])
         stats = pipeline | "FixedStatistics" >> beam.Create([inputs.fixed_stats])
@@ -216,12 +248,11 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         test = pipeline | "ReadTest" >> ReadAndParse(inputs.test_files, c)
         rows_in.append(test[ROWS_IN])
         bad_rows.append(test[BAD_ROWS])
-        keyed_rows.append(test.rows)
+        keyed_rows.append(test.rows | "KeyTestBlocks" >> beam.ParDo(
+            KeySessionBlocks(c, spill_dir)))
 
     segments = (
-        keyed_rows | "AllRows" >> beam.Flatten()
-        | "KeyBySessionBlock" >> beam.FlatMap(session_block_keys, c.block_seconds,
-                                              c.carry_seconds)
+        keyed_rows | "AllBlockParts" >> beam.Flatten()
         | "GroupSessionBlocks" >> beam.GroupByKey()
         | "BuildSegments" >> beam.ParDo(
             BuildSegments(c, [f.path for f in inputs.files]),
@@ -250,7 +281,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         "window": c.window,
         "quarantine_file": quarantine_path(c.output)[len(c.output.rstrip("/")) + 1:],
         "input_fingerprints": [fingerprint(f.path) | {"kind": f.kind} for f in inputs.files],
-        "options": dataclasses.asdict(c),
+        "options": manifest_options(c),
         "package_version": _package_version(),
     }
 
