@@ -35,7 +35,8 @@ from beam_preprocess.scaling import MergePartials, Scaler, compute_statistics, u
 from beam_preprocess.segments import (BalancedThresholds, block_segments, candidate_hashes,
                                       segment_summary, select_window_ends)
 from beam_preprocess.sessions import SortedBlock, session_block_keys
-from beam_preprocess.spill import load_rows, spill_file_name, spill_parts
+from beam_preprocess.spill import (load_rows, load_segment, spill_file_name, spill_parts,
+                                   spill_segment)
 from beam_preprocess.splits import SplitAssigner, choose_validation_units, unit_histograms
 from trainer import record_spec
 
@@ -150,10 +151,15 @@ class KeySessionBlocks(beam.DoFn):
 
 
 class BuildSegments(beam.DoFn):
-    """A session block's rows -> (split, scaled Segment); duplicates to bad_rows."""
+    """A session block's rows -> (split, scaled Segment); duplicates to bad_rows.
 
-    def __init__(self, config: PreprocessConfig, paths: Sequence[str]):
-        self._config, self._paths = config, list(paths)
+    With a spill directory, a validation Segment is written there and travels as its
+    SpillLocation (BalanceValidation reads it back).
+    """
+
+    def __init__(self, config: PreprocessConfig, paths: Sequence[str],
+                 spill_dir: Optional[str] = None):
+        self._config, self._paths, self._spill_dir = config, list(paths), spill_dir
         self._cache: tuple = ((), None, None)
 
     def _tools(self, valid_units, stats):
@@ -171,11 +177,15 @@ class BuildSegments(beam.DoFn):
         for bad in sorted_block.bad_rows:
             yield beam.pvalue.TaggedOutput(BAD_ROWS, bad)
         assigner, scaler = self._tools(valid_units, stats)
-        yield from block_segments(block, sorted_block, assigner, scaler)
+        for split, segment in block_segments(block, sorted_block, assigner, scaler):
+            if split == "valid" and self._spill_dir is not None:
+                segment = spill_segment(segment, self._spill_dir)
+            yield split, segment
 
 
 class BalanceValidation(beam.PTransform):
-    """Valid segments -> the same segments with their balanced window_ends."""
+    """Valid segments (or their SpillLocations) -> the segments with their balanced
+    window_ends."""
 
     def __init__(self, config: PreprocessConfig):
         super().__init__()
@@ -185,11 +195,13 @@ class BalanceValidation(beam.PTransform):
         window, seed = self._config.window, self._config.seed
         thresholds = (
             valid_segments
-            | "CandidateEnds" >> beam.Map(candidate_hashes, window, seed)
+            | "CandidateEnds" >> beam.Map(
+                lambda stored: candidate_hashes(load_segment(stored), window, seed))
             | "ClassThresholds" >> beam.CombineGlobally(
                 BalancedThresholds(self._config.valid_windows_per_class)))
 
-        def with_ends(segment, limits):
+        def with_ends(stored, limits):
+            segment = load_segment(stored)
             return dataclasses.replace(
                 segment, window_ends=select_window_ends(segment, window, seed, limits))
 
@@ -255,7 +267,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         keyed_rows | "AllBlockParts" >> beam.Flatten()
         | "GroupSessionBlocks" >> beam.GroupByKey()
         | "BuildSegments" >> beam.ParDo(
-            BuildSegments(c, [f.path for f in inputs.files]),
+            BuildSegments(c, [f.path for f in inputs.files], spill_dir),
             AsSingleton(valid_units), AsSingleton(stats)).with_outputs(BAD_ROWS, main="segments"))
     bad_rows.append(segments[BAD_ROWS])
     by_split = (segments.segments

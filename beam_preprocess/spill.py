@@ -6,6 +6,7 @@ session block held the whole input several times over (13.5 GB for the 18M-row
 test set).  With a spill directory, KeySessionBlocks writes each parsed batch's
 block parts to one file there, in a compact column layout, and the grouping
 carries only (path, offset, length); BuildSegments reads its block's parts back.
+Validation records wait for BalanceValidation's class thresholds; they spill too.
 Memory then follows --chunk-mib and --block-seconds, not the input's size.
 
 The graph is the same either way: only what travels through GroupSessionBlocks
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import struct
 import tempfile
 from typing import Iterable, Iterator, NamedTuple, Optional, Sequence, Union
@@ -24,7 +26,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_preprocess.rows import RowBatch
-from trainer.record_spec import NUM_CHANNELS
+from trainer.record_spec import NUM_CHANNELS, Segment
 
 # Runners that execute the whole job in processes on this machine.
 LOCAL_RUNNERS = frozenset({"FnApiRunner", "DirectRunner", "BundleBasedDirectRunner",
@@ -38,8 +40,8 @@ _OPTIONAL = ("labels", "ids")
 _HEADER = struct.Struct("<QQ")  # rows, bit mask of the optional columns present
 
 
-class SpilledRows(NamedTuple):
-    """Where one block part's encoded rows are: a byte range of a local file."""
+class SpillLocation(NamedTuple):
+    """Where a spilled element is: a byte range of a local file."""
 
     path: str
     offset: int
@@ -76,28 +78,46 @@ def decode_rows(data: Union[bytes, bytearray, memoryview]) -> RowBatch:
 
 
 def spill_parts(parts: Iterable[tuple[tuple, tuple[int, RowBatch]]], path: str
-                ) -> list[tuple[tuple, tuple[int, SpilledRows]]]:
+                ) -> list[tuple[tuple, tuple[int, SpillLocation]]]:
     """Writes the block parts of one parsed batch to `path`; returns their locations."""
     located = []
     with open(path, "wb") as f:
         for key, (role, rows) in parts:
             data = encode_rows(rows)
-            located.append((key, (role, SpilledRows(path, f.tell(), len(data)))))
+            located.append((key, (role, SpillLocation(path, f.tell(), len(data)))))
             f.write(data)
     return located
 
 
-def load_rows(stored: Union[RowBatch, SpilledRows]) -> RowBatch:
-    """A block part's rows: as they travelled, or read back from their spill file."""
-    if isinstance(stored, RowBatch):
-        return stored
-    buffer = bytearray(stored.length)
-    with open(stored.path, "rb") as f:
-        f.seek(stored.offset)
-        if f.readinto(buffer) != stored.length:
-            raise RuntimeError(f"spill file {stored.path} is shorter than expected "
+def _read(where: SpillLocation) -> bytearray:
+    buffer = bytearray(where.length)
+    with open(where.path, "rb") as f:
+        f.seek(where.offset)
+        if f.readinto(buffer) != where.length:
+            raise RuntimeError(f"spill file {where.path} is shorter than expected "
                                f"(was it removed while the job ran?)")
-    return decode_rows(buffer)
+    return buffer
+
+
+def load_rows(stored: Union[RowBatch, SpillLocation]) -> RowBatch:
+    """A block part's rows: as they travelled, or read back from their spill file."""
+    return stored if isinstance(stored, RowBatch) else decode_rows(_read(stored))
+
+
+def spill_segment(segment: Segment, directory: str) -> SpillLocation:
+    """Writes a validation record to its own file (BalanceValidation holds them all until
+    the class thresholds are known)."""
+    data = pickle.dumps(segment, protocol=pickle.HIGHEST_PROTOCOL)
+    path = os.path.join(directory, f"segment-{segment.crew}-{segment.seat}-{segment.experiment}"
+                                   f"-{segment.block}-{segment.time[0]!r}.pkl")
+    with open(path, "wb") as f:
+        f.write(data)
+    return SpillLocation(path, 0, len(data))
+
+
+def load_segment(stored: Union[Segment, SpillLocation]) -> Segment:
+    """A record: as it travelled, or read back from its spill file (our own file)."""
+    return pickle.loads(_read(stored)) if isinstance(stored, SpillLocation) else stored
 
 
 def spill_file_name(batch: RowBatch) -> str:

@@ -21,7 +21,7 @@ import pytest
 
 from beam_preprocess.output_reader import read_manifest, read_split_bytes
 from beam_preprocess.rows import RowBatch
-from beam_preprocess.spill import (SpilledRows, decode_rows, encode_rows, load_rows,
+from beam_preprocess.spill import (SpillLocation, decode_rows, encode_rows, load_rows,
                                    spill_parts, spills)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
@@ -67,7 +67,7 @@ def test_spilled_parts_load_back_from_their_file(tmp_path):
     located = spill_parts(parts, str(tmp_path / "rows.bin"))
     assert [key for key, _ in located] == [key for key, _ in parts]
     for (_, (role, rows)), (_, (spilled_role, where)) in zip(parts, located):
-        assert isinstance(where, SpilledRows) and spilled_role == role
+        assert isinstance(where, SpillLocation) and spilled_role == role
         loaded = load_rows(where)
         _assert_same_rows(loaded, rows)
         loaded.signals[0, 0] = 1.0  # read back into memory the batch owns
