@@ -14,8 +14,9 @@ from beam_preprocess.options import parse_args
 LOGGER = logging.getLogger("beam_preprocess")
 
 
-def build(argv: Sequence[str]):
-    """Checks inputs and output, and builds the job (not yet run): (pipeline, config)."""
+def build(argv: Sequence[str], spill_dir: Optional[str] = None):
+    """Checks inputs and output, and builds the job (not yet run): (pipeline, config).
+    Parsed rows spill to `spill_dir` if given (run() decides, see spill.py)."""
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -35,7 +36,7 @@ def build(argv: Sequence[str]):
     inputs = resolve_inputs(config, fixed_stats)
     prepare_output(config.output, config.overwrite)
     pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
-    build_pipeline(pipeline, config, inputs)
+    build_pipeline(pipeline, config, inputs, spill_dir)
     return pipeline, config
 
 
@@ -48,12 +49,15 @@ def run(argv: Sequence[str]) -> dict:
     from beam_preprocess import progress
     from beam_preprocess.manifest import manifest_path, read_json
     from beam_preprocess.output_dir import remove_empty_temp_dirs
+    from beam_preprocess.spill import spill_directory
     from trainer.output_claim import OutputClaim
 
-    with OutputClaim(parse_args(argv)[0].output, "python -m beam_preprocess"):
-        pipeline, config = build(argv)
-        progress.reset()
-        pipeline.run().wait_until_finish()
+    config, beam_args = parse_args(argv)
+    with OutputClaim(config.output, "python -m beam_preprocess"):
+        with spill_directory(config.spill, config.spill_dir, beam_args) as spill_dir:
+            pipeline, config = build(argv, spill_dir)
+            progress.reset()
+            pipeline.run().wait_until_finish()
         if pipeline.options.view_as(TestOptions).dry_run:
             return {}
         remove_empty_temp_dirs(config.output)

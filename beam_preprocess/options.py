@@ -18,6 +18,9 @@ DEFAULT_RUNNER = "FnApiRunner"
 MIN_DEFAULT_CARRY_SECONDS = 4.0
 MIN_DEFAULT_VALID_BLOCK_SECONDS = 8.0
 VALID_BLOCK_WINDOWS = 4  # window spans per default validation unit
+# Settings of how a run holds its rows or what it prints, not of what it writes: not in
+# the manifest (a run with other values writes the same files).
+OUTPUT_NEUTRAL_OPTIONS = ("spill", "spill_dir", "verbose")
 
 
 def window_span_seconds(window: int) -> float:
@@ -74,6 +77,8 @@ class PreprocessConfig:
     chunk_mib: int = 8
     overwrite: bool = False
     verbose: bool = False   # console output only; changes nothing in the output
+    spill: str = "auto"
+    spill_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.carry_seconds is None:
@@ -108,6 +113,8 @@ class PreprocessConfig:
             raise ValueError("--valid-fraction must be in [0, 1)")
         if self.valid_block_seconds <= 0:
             raise ValueError("--valid-block-seconds must be positive")
+        if self.spill_dir and "://" in self.spill_dir:
+            raise ValueError(f"--spill-dir {self.spill_dir}: must be a local directory")
 
 
 def _crews(text: str) -> tuple[int, ...]:
@@ -185,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {d.range_mib})")
     p.add_argument("--chunk-mib", type=int, default=d.chunk_mib,
                    help=f"lines parsed per batch, in MiB of text (default {d.chunk_mib})")
+    p.add_argument("--spill", choices=("auto", "on", "off"), default=d.spill,
+                   help="write parsed rows to local files between reading and grouping, so "
+                        "a local run's memory follows --chunk-mib and --block-seconds, not "
+                        "the input's size: auto = on for local runners, off on Dataflow, "
+                        f"whose shuffle does this itself (default {d.spill})")
+    p.add_argument("--spill-dir", default=d.spill_dir,
+                   help="local directory for the spill files, about 0.55x the CSVs' size, "
+                        "removed at the end (default: the system's temporary directory)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing output first (default: refuse to write into "
                         "an output that holds files)")

@@ -4,7 +4,9 @@
     DeadChannels<Kind>   constant channels per pilot session, named in the manifest
     ChooseValidation     seeded, class-stratified validation time units
     ComputeStatistics    scaling statistics from training units only
-    GroupSessionBlocks   rows keyed by (crew, experiment, seat, time block) + carry
+    Key<Kind>Blocks      rows keyed by (crew, experiment, seat, time block) + carry;
+                         on a local runner spilled to files, only their places travel
+    GroupSessionBlocks   the parts of every session block together
     BuildSegments        sort, de-duplicate, split into runs, scale
     BalanceValidation    the same number of validation windows per class
     Write<Split>         GZIP TFRecord shards per split
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import os
 from typing import Optional, Sequence
 
 import apache_beam as beam
@@ -30,13 +33,15 @@ from beam_preprocess.dead_channels import FindDeadChannels
 from beam_preprocess.dead_channels import sort_key as dead_channel_order
 from beam_preprocess.manifest import (SumSummaries, build_manifest, check_row_accounting,
                                       manifest_path, write_json)
-from beam_preprocess.options import PreprocessConfig
+from beam_preprocess.options import OUTPUT_NEUTRAL_OPTIONS, PreprocessConfig
 from beam_preprocess.parse import BAD_ROWS, ROWS_IN, UNTERMINATED, ParseChunks
 from beam_preprocess.quarantine import RecoverRawLines, WriteQuarantine, quarantine_path
 from beam_preprocess.scaling import MergePartials, Scaler, compute_statistics, unit_partials
 from beam_preprocess.segments import (BalancedThresholds, block_segments, candidate_hashes,
                                       segment_summary, select_window_ends)
 from beam_preprocess.sessions import SortedBlock, session_block_keys
+from beam_preprocess.spill import (load_rows, load_segment, spill_file_name, spill_parts,
+                                   spill_segment)
 from beam_preprocess.splits import SplitAssigner, choose_validation_units, unit_histograms
 from trainer import record_spec
 from trainer.console import import_tensorflow_quietly
@@ -133,11 +138,35 @@ class ComputeStatistics(beam.PTransform):
             | "Finish" >> beam.Map(finish, AsSingleton(self._valid_units)))
 
 
-class BuildSegments(beam.DoFn):
-    """A session block's rows -> (split, scaled Segment); duplicates to bad_rows."""
+class KeySessionBlocks(beam.DoFn):
+    """RowBatch -> ((crew, experiment, seat, block), (MAIN or CARRY, rows)).
 
-    def __init__(self, config: PreprocessConfig, paths: Sequence[str]):
-        self._config, self._paths = config, list(paths)
+    With a spill directory the rows of a batch go to one file there and the
+    element carries their SpilledRows location instead (see spill.py).
+    """
+
+    def __init__(self, config: PreprocessConfig, spill_dir: Optional[str]):
+        self._block, self._carry = config.block_seconds, config.carry_seconds
+        self._spill_dir = spill_dir
+
+    def process(self, batch):
+        parts = session_block_keys(batch, self._block, self._carry)
+        if self._spill_dir is None:
+            yield from parts
+        else:
+            yield from spill_parts(parts, os.path.join(self._spill_dir, spill_file_name(batch)))
+
+
+class BuildSegments(beam.DoFn):
+    """A session block's rows -> (split, scaled Segment); duplicates to bad_rows.
+
+    With a spill directory, a validation Segment is written there and travels as its
+    SpillLocation (BalanceValidation reads it back).
+    """
+
+    def __init__(self, config: PreprocessConfig, paths: Sequence[str],
+                 spill_dir: Optional[str] = None):
+        self._config, self._paths, self._spill_dir = config, list(paths), spill_dir
         self._cache: tuple = ((), None, None)
 
     def _tools(self, valid_units, stats):
@@ -150,17 +179,22 @@ class BuildSegments(beam.DoFn):
 
     def process(self, element, valid_units, stats):
         (_, _, _, block), values = element
-        sorted_block = SortedBlock(list(values), self._config.window, self._paths)
+        parts = [(role, load_rows(stored)) for role, stored in values]
+        sorted_block = SortedBlock(parts, self._config.window, self._paths)
         for bad in sorted_block.bad_rows:
             yield beam.pvalue.TaggedOutput(BAD_ROWS, bad)
         if sorted_block.rows is not None:
             progress.add("BuildSegments", sorted_block.main_rows, "rows sorted and scaled")
         assigner, scaler = self._tools(valid_units, stats)
-        yield from block_segments(block, sorted_block, assigner, scaler)
+        for split, segment in block_segments(block, sorted_block, assigner, scaler):
+            if split == "valid" and self._spill_dir is not None:
+                segment = spill_segment(segment, self._spill_dir)
+            yield split, segment
 
 
 class BalanceValidation(beam.PTransform):
-    """Valid segments -> the same segments with their balanced window_ends."""
+    """Valid segments (or their SpillLocations) -> the segments with their balanced
+    window_ends."""
 
     def __init__(self, config: PreprocessConfig):
         super().__init__()
@@ -170,11 +204,13 @@ class BalanceValidation(beam.PTransform):
         window, seed = self._config.window, self._config.seed
         thresholds = (
             valid_segments
-            | "CandidateEnds" >> beam.Map(candidate_hashes, window, seed)
+            | "CandidateEnds" >> beam.Map(
+                lambda stored: candidate_hashes(load_segment(stored), window, seed))
             | "ClassThresholds" >> beam.CombineGlobally(
                 BalancedThresholds(self._config.valid_windows_per_class)))
 
-        def with_ends(segment, limits):
+        def with_ends(stored, limits):
+            segment = load_segment(stored)
             return dataclasses.replace(
                 segment, window_ends=select_window_ends(segment, window, seed, limits))
 
@@ -218,8 +254,15 @@ def _package_version() -> str:
         return "not installed"
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: JobInputs) -> None:
-    """Adds the whole job to `pipeline`."""
+def manifest_options(config: PreprocessConfig) -> dict:
+    """The options the manifest records: all but OUTPUT_NEUTRAL_OPTIONS (where a local
+    run spills, what it prints: no effect on the output)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in OUTPUT_NEUTRAL_OPTIONS}
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: JobInputs,
+                   spill_dir: Optional[str] = None) -> None:
+    """Adds the whole job to `pipeline`; with `spill_dir`, parsed rows spill there."""
     c = config
     rows_in, bad_rows, keyed_rows, unterminated, dead_channels = [], [], [], [], []
     paths = [f.path for f in inputs.files]
@@ -230,7 +273,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         stats = train.rows | "ComputeStatistics" >> ComputeStatistics(c, valid_units)
         rows_in.append(train[ROWS_IN])
         bad_rows.append(train[BAD_ROWS])
-        keyed_rows.append(train.rows)
+        keyed_rows.append(train.rows | "KeyTrainBlocks" >> beam.ParDo(
+            KeySessionBlocks(c, spill_dir)))
         unterminated.append(train[UNTERMINATED])
         dead_channels.append(train.rows | "DeadChannelsTrain" >> FindDeadChannels("train", paths))
     else:
@@ -240,17 +284,16 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         test = pipeline | "ReadTest" >> ReadAndParse(inputs.test_files, c)
         rows_in.append(test[ROWS_IN])
         bad_rows.append(test[BAD_ROWS])
-        keyed_rows.append(test.rows)
+        keyed_rows.append(test.rows | "KeyTestBlocks" >> beam.ParDo(
+            KeySessionBlocks(c, spill_dir)))
         unterminated.append(test[UNTERMINATED])
         dead_channels.append(test.rows | "DeadChannelsTest" >> FindDeadChannels("test", paths))
 
     segments = (
-        keyed_rows | "AllRows" >> beam.Flatten()
-        | "KeyBySessionBlock" >> beam.FlatMap(session_block_keys, c.block_seconds,
-                                              c.carry_seconds)
+        keyed_rows | "AllBlockParts" >> beam.Flatten()
         | "GroupSessionBlocks" >> beam.GroupByKey()
         | "BuildSegments" >> beam.ParDo(
-            BuildSegments(c, paths),
+            BuildSegments(c, paths, spill_dir),
             AsSingleton(valid_units), AsSingleton(stats)).with_outputs(BAD_ROWS, main="segments"))
     bad_rows.append(segments[BAD_ROWS] | "RecoverRawLines" >> RecoverRawLines())
     by_split = (segments.segments
@@ -277,7 +320,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
         "window": c.window,
         "quarantine_file": quarantine_path(c.output)[len(c.output.rstrip("/")) + 1:],
         "input_fingerprints": [fingerprint(f.path) | {"kind": f.kind} for f in inputs.files],
-        "options": dataclasses.asdict(c),
+        "options": manifest_options(c),
         "package_version": _package_version(),
     }
 
