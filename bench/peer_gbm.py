@@ -43,6 +43,10 @@ import lightgbm as lgb  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.csv as pa_csv  # noqa: E402
+
+from trainer.console import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
 import tensorflow as tf  # noqa: E402
 
 from trainer import data  # noqa: E402

@@ -309,3 +309,17 @@ def test_chief_and_two_workers_run_every_trial_once(trainer_data_dir, tmp_path):
         assert r["trial"].status == "COMPLETED"
         assert r["record"]["attempts"] == 1
         assert r["record"]["tuner_id"] in ("tuner0", "tuner1")  # the chief only serves
+
+
+def test_a_search_prints_one_line_per_trial_not_keras_tuners_tables(
+        trainer_data_dir, tmp_path, capsys, caplog):
+    caplog.set_level("INFO", logger="tuning")
+    assert main(["search", "--data", trainer_data_dir, "--tuner-dir", str(tmp_path / "t"),
+                 "--algorithm", "random", "--max-trials", "2", *TINY_SEARCH_ARGS,
+                 "--epochs", "1"]) == 0
+    printed = capsys.readouterr()
+    assert "Search: Running Trial" not in printed.out + printed.err
+    assert "Best Value So Far" not in printed.out + printed.err
+    lines = [r.getMessage() for r in caplog.records if r.name == "tuning.hypermodel"]
+    assert len(lines) == 2 and all(OBJECTIVE_NAME in line and "units_0" in line
+                                   for line in lines), lines

@@ -19,6 +19,7 @@ SaveBestEpoch keeps the weights of that epoch, which Hyperband continues from.
 """
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import time
@@ -36,6 +37,8 @@ from trainer.summaries import TensorBoardLog
 from trainer.train import (EpochResult, best_epoch, fit_loop, make_optimizer, make_step_counter,
                            should_stop)
 from tuning.space import SearchSpace
+
+log = logging.getLogger(__name__)
 
 TRIAL_RECORD = "pilotstate_trial.json"
 OBJECTIVE_NAME = "val_exported_balanced_log_loss"
@@ -121,4 +124,8 @@ class LSTMHyperModel(kt.HyperModel):
         record.update(seconds=time.perf_counter() - started, complete=True,
                       stopped_early=len(record["epochs"]) < epochs - initial_epoch)
         run_dir.write_json(record_path, record)
+        log.info("trial %s (%s): %s %.4f after %d epochs, %.0f s",
+                 posixpath.basename(trial_dir.rstrip("/")),
+                 ", ".join(f"{k} {v}" for k, v in hp.values.items()), OBJECTIVE_NAME,
+                 exported_log_loss(history), len(record["epochs"]), record["seconds"])
         return model.history

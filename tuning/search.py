@@ -157,5 +157,9 @@ def search(settings: SearchSettings, tuner_dir: str, overwrite: bool = False) ->
         if not is_worker():
             _claim_directory(tuner_dir, settings, overwrite)
         tuner = make_tuner(settings, tuner_dir, overwrite=overwrite)
+        if not is_worker():
+            # keras-tuner's own table of every trial's values is ~25 lines a trial; the
+            # hypermodel logs one line per trial instead (`tuning report` shows them all).
+            tuner.oracle.verbose = 0
         tuner.search(epochs=settings.base.epochs)
     return tuner
