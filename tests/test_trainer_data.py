@@ -161,7 +161,7 @@ def test_gain_channel_dropout_and_noise_are_seeded_per_window_and_channel(traine
     noisy = batches(augment_noise=0.1)[0]
     assert 0.09 < np.std(noisy - plain) < 0.11
     # Each window's noise is a run of rows of the run's noise bank (augment.noise_bank).
-    bank = 0.1 * noise_bank(0, plain.shape[2]).numpy()
+    bank = noise_bank(0, plain.shape[2], 0.1).numpy()
     for noise in (noisy - plain)[:8]:
         starts = np.flatnonzero(np.abs(bank[:, 0] - noise[0, 0]) < 1e-5)
         assert any(np.allclose(bank[s:s + len(noise)], noise, atol=1e-5) for s in starts)

@@ -36,28 +36,34 @@ def shifted_ends(ends: tf.Tensor, floor, max_shift: int, seed: tf.Tensor) -> tf.
     return tf.maximum(ends - tf.cast(shift, ends.dtype), tf.cast(floor, ends.dtype))
 
 
-def noise_bank(seed: int, channels: int) -> tf.Tensor:
-    """The standard normal rows [NOISE_BANK_ROWS, channels] that windows take noise from."""
-    return tf.random.stateless_normal([NOISE_BANK_ROWS, channels], seed=[seed, 0x6E6F6973])
+def noise_bank(seed: int, channels: int, sd: float) -> tf.Tensor:
+    """The normal rows [NOISE_BANK_ROWS, channels] of standard deviation `sd` that windows
+    take their noise from."""
+    return tf.random.stateless_normal([NOISE_BANK_ROWS, channels], seed=[seed, 0x6E6F6973],
+                                      stddev=sd)
 
 
 def augment_windows(windows: tf.Tensor, seed: tf.Tensor, config: TrainConfig,
                     bank: tf.Tensor) -> tf.Tensor:
-    """Gain, channel dropout and noise (from `bank`, see noise_bank) applied to windows
-    [batch, window, channels]."""
+    """Gain, channel dropout and noise (from `bank`, noise_bank(..., config.augment_noise))
+    applied to windows [batch, window, channels].  Gain and dropout are one per-channel
+    factor, so that the windows are read and written as few times as possible."""
     gain_seed, drop_seed, noise_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 3))
     batch, length, channels = tf.unstack(tf.shape(windows))
     per_channel = [batch, 1, channels]
+    factor = None
     if config.augment_gain > 0:
-        windows = windows * tf.exp(tf.random.stateless_normal(
-            per_channel, gain_seed, stddev=config.augment_gain))
+        factor = tf.exp(tf.random.stateless_normal(per_channel, gain_seed,
+                                                   stddev=config.augment_gain))
     if config.augment_channel_dropout > 0:
-        keep = tf.random.stateless_uniform(per_channel, drop_seed) >= config.augment_channel_dropout
-        windows = windows * tf.cast(keep, windows.dtype)
+        keep = tf.cast(tf.random.stateless_uniform(per_channel, drop_seed)
+                       >= config.augment_channel_dropout, windows.dtype)
+        factor = keep if factor is None else factor * keep
+    if factor is not None:
+        windows = windows * factor
     if config.augment_noise > 0:
         starts = tf.random.stateless_uniform([batch], noise_seed, 0,
                                              NOISE_BANK_ROWS - length + 1, dtype=tf.int32)
-        rows = starts[:, None] + tf.range(length)[None, :]
-        windows = windows + config.augment_noise * tf.gather(bank, rows)
+        windows = windows + tf.gather(bank, starts[:, None] + tf.range(length)[None, :])
     return windows

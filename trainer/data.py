@@ -279,7 +279,7 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
         return (gather_windows(signals, content_ends, window), window_labels,
                 tf.gather(weight_by_class, window_labels))
 
-    bank = noise_bank(seed, spec.NUM_CHANNELS)
+    bank = noise_bank(seed, spec.NUM_CHANNELS, config.augment_noise)
 
     def augment(batch: tuple, batch_seed: tf.Tensor):
         windows, labels, weights = batch

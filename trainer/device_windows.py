@@ -119,7 +119,8 @@ class DeviceWindows:
             self.labels = tf.Variable(held.labels, trainable=False, name="held_labels")
             self.ends = tf.Variable(held.ends, trainable=False, name="held_ends")
             self.floors = tf.Variable(held.floors, trainable=False, name="held_floors")
-            self.noise = tf.Variable(noise_bank(config.seed, spec.NUM_CHANNELS),
+            self.noise = tf.Variable(noise_bank(config.seed, spec.NUM_CHANNELS,
+                                                config.augment_noise),
                                      trainable=False, name="noise_bank")
 
     def replica_batch(self, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
