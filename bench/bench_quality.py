@@ -16,7 +16,7 @@ Prints a table of mean and spread over the seeds (test log loss overall and
 balanced, balanced validation log loss) and writes WORK/quality.json and
 WORK/quality.md.  Steps whose output exists are reused, so a run can be resumed.
 
-    python bench/bench_quality.py --work bench-out/quality                # scale 0.1, seeds 0,1,2
+    python bench/bench_quality.py --work bench-out/quality                # scale 0.1, seeds 0-5
     python bench/bench_quality.py --work /tmp/q --scale 0.02 --seeds 0   # a quick look
 
 Targets (issue 10), judged with predict's default prior: the default LSTM's test
@@ -142,7 +142,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", required=True, help="working directory (reused when rerun)")
     parser.add_argument("--scale", type=float, default=0.1, help="data scale; default 0.1")
-    parser.add_argument("--seeds", default="0,1,2", help="training seeds; default 0,1,2")
+    parser.add_argument("--seeds", default="0,1,2,3,4,5",
+                        help="training seeds; default 0,1,2,3,4,5 (the spread between seeds "
+                             "is as large as the differences between settings)")
     parser.add_argument("--data-seed", type=int, default=0, help="generator and split seed")
     parser.add_argument("--window", type=int, default=None,
                         help="the Beam job's --window (default: its own default)")
