@@ -92,7 +92,7 @@ def test_em_refuses_bad_input():
 
 
 def test_parse_prior_em_is_left_to_the_caller():
-    manifest = {"splits": {"test": {}}}  # EM needs no training counts
+    manifest = None  # EM needs no training counts
     assert parse_prior("em", manifest) is PriorEstimate.EM
     assert "em" in PRIOR_HELP
     assert parse_prior("none", manifest) is None
@@ -145,4 +145,4 @@ def test_bbse_keeps_the_floor_and_ignores_classes_never_validated():
     prior = estimate_prior_bbse(np.array([0.97, 0.0, 0.03, 0.0]), confusion)
     assert prior[1] == 0.0 and prior[3] == pytest.approx(MIN_ESTIMATED_SHARE)
     assert prior.sum() == pytest.approx(1.0)
-    assert parse_prior("bbse", {}) is PriorEstimate.BBSE
+    assert parse_prior("bbse", None) is PriorEstimate.BBSE

@@ -137,7 +137,7 @@ def test_prior_correction_is_bayes_rule():
 
 
 def test_parse_prior():
-    manifest = {"splits": {"train": {"rows_per_class": {"A": 6, "B": 1, "C": 2, "D": 1}}}}
+    manifest = {"A": 6, "B": 1, "C": 2, "D": 1}  # the training rows per class
     assert parse_prior("none", manifest) is None
     np.testing.assert_allclose(parse_prior("train", manifest), [0.6, 0.1, 0.2, 0.1])
     np.testing.assert_allclose(parse_prior("uniform", manifest), 0.25)
@@ -147,5 +147,5 @@ def test_parse_prior():
         parse_prior("A=0.5,B=0.2,C=0.3", manifest)
     with pytest.raises(ValueError, match="'E=1' is not CLASS=SHARE"):
         parse_prior("A=0.5,E=1", manifest)
-    with pytest.raises(ValueError, match="test-only output"):
-        parse_prior("train", {"splits": {"test": {}}})
+    with pytest.raises(ValueError, match="give the shares"):
+        parse_prior("train", None)

@@ -1,6 +1,8 @@
 """Prediction: every test id once, probabilities, prior correction, scoring."""
+import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -172,3 +174,20 @@ def test_id_ledger_catches_duplicates_and_gaps():
         ledger.check_complete()
     with pytest.raises(ValueError, match="outside the manifest's range"):
         ledger.add(np.array([7]))
+
+
+def test_default_prior_works_on_a_test_only_data_directory(
+        trainer_trained_job, trainer_data_dir, tmp_path, capsys):
+    """A test split preprocessed on its own (beam_preprocess --test --stats) has no
+    training counts: `--prior train` takes the shares of the rows the run trained on."""
+    test_only = tmp_path / "test-only"
+    shutil.copytree(trainer_data_dir, test_only)
+    manifest = json.loads((test_only / "manifest.json").read_text())
+    manifest["splits"] = {"test": manifest["splits"]["test"]}
+    (test_only / "manifest.json").write_text(json.dumps(manifest))
+    summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", str(test_only),
+                               "--out", str(tmp_path / "sub.csv"), "--stride", "16")
+    rows = run_dir.read_json(run_dir.find_run(trainer_trained_job).file("run.json"))[
+        "train_rows_per_class"]
+    shares = np.array([rows[c] for c in "ABCD"], dtype=np.float64)
+    np.testing.assert_allclose(summary["prior"], shares / shares.sum(), atol=1e-9)

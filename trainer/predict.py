@@ -129,7 +129,10 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     temperature = float(run_info.get("temperature", 1.0))
     manifest = data.read_manifest(data_dir)
     data.resolve_window(config, manifest)  # the data must offer the model's window
-    target = parse_prior(prior, manifest)
+    # `train`: the shares of the rows the model trained on (a test-only data directory,
+    # preprocessed with --stats, has none of its own).
+    target = parse_prior(prior, run_info.get("train_rows_per_class")
+                         or manifest["splits"].get("train", {}).get("rows_per_class"))
     shards = data.shard_paths(data_dir, manifest, "test")  # DataError if there is no test split
     ledger = IdLedger(manifest["splits"]["test"]["ids"])
     label_of_id = _labels_by_id(labels, ledger.expected) if labels else None

@@ -41,10 +41,11 @@ class PriorEstimate(enum.Enum):
     BBSE = "bbse"
 
 
-def parse_prior(text: Optional[str], manifest: dict
+def parse_prior(text: Optional[str], train_rows: Optional[dict]
                 ) -> Union[None, np.ndarray, PriorEstimate]:
     """The target prior named by `text` (see PRIOR_HELP): None for no correction, a
-    PriorEstimate for `em` or `bbse`, otherwise the shares (summing to 1)."""
+    PriorEstimate for `em` or `bbse`, otherwise the shares (summing to 1).  `train_rows`:
+    rows per class of the model's training split (what `train` means), if known."""
     if text is None or text == "none":
         return None
     if text in {e.value for e in PriorEstimate}:
@@ -52,11 +53,11 @@ def parse_prior(text: Optional[str], manifest: dict
     if text == "uniform":
         return np.full(NUM_CLASSES, 1.0 / NUM_CLASSES)
     if text == "train":
-        rows = manifest["splits"].get("train", {}).get("rows_per_class")
-        if not rows:
-            raise UserError("--prior train: the manifest has no splits.train.rows_per_class "
-                             "(a test-only output?): give the shares, e.g. A=0.58,B=0.03,C=0.34,D=0.05")
-        shares = np.array([float(rows.get(c, 0)) for c in CLASSES])
+        if not train_rows:
+            raise UserError("--prior train: neither the run (run.json train_rows_per_class) nor "
+                            "the data's manifest (splits.train.rows_per_class) gives the training "
+                            "rows' classes: give the shares, e.g. A=0.58,B=0.03,C=0.34,D=0.05")
+        shares = np.array([float(train_rows.get(c, 0)) for c in CLASSES])
     else:
         shares = _explicit_shares(text)
     if shares.sum() <= 0:

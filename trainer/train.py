@@ -291,6 +291,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
         "replicas": strategy.num_replicas_in_sync,
         "devices": replica_devices(strategy),
         "training_prior": prior.tolist(),
+        "train_rows_per_class": manifest["splits"]["train"].get("rows_per_class"),
     })
     log.info("run %s (%s) in %s, training on %s", paths.run_id,
              "resumed" if resumed else "new", paths.run_dir, describe_devices(strategy))

@@ -126,6 +126,7 @@ class LSTMHyperModel(kt.HyperModel):
         run_dir.write_json(record_path, record)
         log.info("trial %s (%s): %s %.4f after %d epochs, %.0f s",
                  posixpath.basename(trial_dir.rstrip("/")),
-                 ", ".join(f"{k} {v}" for k, v in hp.values.items()), OBJECTIVE_NAME,
+                 ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in hp.values.items()), OBJECTIVE_NAME,
                  exported_log_loss(history), len(record["epochs"]), record["seconds"])
         return model.history
