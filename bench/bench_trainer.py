@@ -73,7 +73,7 @@ def _strategy(devices: int):
     return make_strategy(tuple(f"/{kind.lower()}:{i}" for i in range(devices)))
 
 
-def _training(config, strategy, step_counter_value: int = 0):
+def _training(config, strategy):
     import keras
 
     from trainer.model import build_model
@@ -83,9 +83,7 @@ def _training(config, strategy, step_counter_value: int = 0):
     with strategy.scope():
         model = build_model(config)
     optimizer = make_optimizer(model, config, strategy)
-    counter = make_step_counter(strategy)
-    counter.assign(step_counter_value)
-    return model, optimizer, counter
+    return model, optimizer, make_step_counter(strategy)
 
 
 class ConstantBatches:

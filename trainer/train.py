@@ -210,8 +210,7 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     """
     per_replica_batch_size(config.global_batch_size, strategy)  # validates divisibility
     start_step = int(step_counter.numpy())
-    device_windows = (device_windows_for(data_dir, manifest, config, strategy)
-                      if config.device_data_mb > 0 else None)
+    device_windows = device_windows_for(data_dir, manifest, config, strategy)
     iterator = None
     if device_windows is None:
         dataset = data.train_dataset(data_dir, manifest, config, config.global_batch_size,
