@@ -9,7 +9,8 @@ validation scheme:
   scores `python -m trainer predict` with each --priors choice against the labels;
 * the gradient-boosting peer (bench/peer_gbm.py) on the same data and split;
 * the band-power linear baseline (bench/baseline_bandpower.py) on the same
-  validation windows;
+  validation windows, also without the slow channels' levels (which the LSTM does
+  not see);
 * the constant training prior (every row gets the training rows' class shares).
 
 Prints a table of mean and spread over the seeds (test log loss overall and
@@ -130,6 +131,7 @@ def table(results: dict, priors: list[str]) -> str:
     for scheme, r in results["schemes"].items():
         rows = [(f"LSTM, --prior {p}", r["lstm"][p]) for p in priors]
         rows += [("GBM peer (LightGBM)", r["gbm"]), ("band-power linear baseline", r["baseline"]),
+                 ("band-power baseline without levels", r["baseline_without_levels"]),
                  ("constant training prior", r["constant"])]
         for name, s in rows:
             lines.append(f"| {scheme} | {name} | {cell(s.get('log_loss'))} | "
@@ -167,6 +169,7 @@ def main() -> None:
         runs = [lstm(args.work, data_dir, labels, scheme, s, trainer_args, priors) for s in seeds]
         gbm = [peer_gbm.run(data_dir, labels=labels, seed=s) for s in seeds]
         baseline = [baseline_bandpower.run(data_dir, seed=s) for s in seeds]
+        without_levels = [baseline_bandpower.run(data_dir, seed=s, levels=False) for s in seeds]
         results["schemes"][scheme] = {
             "lstm": {p: {"log_loss": summarise([r["test"][p]["log_loss"] for r in runs]),
                          "balanced_log_loss": summarise(
@@ -182,6 +185,8 @@ def main() -> None:
             "gbm_runs": gbm,
             "baseline": {"valid_balanced": summarise(
                 [b["valid_balanced_log_loss"] for b in baseline])},
+            "baseline_without_levels": {"valid_balanced": summarise(
+                [b["valid_balanced_log_loss"] for b in without_levels])},
             # the same for every seed: the training rows' class shares for every row
             "constant": {k: summarise([gbm[0]["prior"]["test"][k]])
                          for k in ("log_loss", "balanced_log_loss")},

@@ -144,17 +144,17 @@ def feeding(data_dir: str, config, devices: int, steps: int) -> dict:
 
     # Step alone: one constant batch held on the devices (the model's own speed).
     model, optimizer, counter = _training(config, strategy)
-    step_alone = make_train_steps(model, optimizer, strategy, batch, counter,
+    step_alone = make_train_steps(model, optimizer, strategy, config, counter,
                                   ConstantBatches(config, strategy))
     result["step_alone"] = _rate(per_call, calls, lambda: step_alone(None, tf.constant(k)).numpy())
 
     # Together: real training steps fed by each path.
     model, optimizer, counter = _training(config, strategy)
-    streamed = make_train_steps(model, optimizer, strategy, batch, counter)
+    streamed = make_train_steps(model, optimizer, strategy, config, counter)
     result["streaming_together"] = _rate(per_call, calls,
                                          lambda: streamed(stream, tf.constant(k)).numpy())
     model, optimizer, counter = _training(config, strategy)
-    on_device = make_train_steps(model, optimizer, strategy, batch, counter, windows)
+    on_device = make_train_steps(model, optimizer, strategy, config, counter, windows)
     result["on_device_together"] = _rate(per_call, calls,
                                          lambda: on_device(None, tf.constant(k)).numpy())
     result = {key: round(v) if isinstance(v, float) else v for key, v in result.items()}
@@ -185,7 +185,7 @@ def tiny_model_steps_per_s(data_dir: str, base_config, steps: int) -> dict:
     for name, source, k in (("one_step_per_call", None, 1), ("on_device_1_per_call", windows, 1),
                             ("on_device_50_per_call", windows, 50)):
         model, optimizer, counter = _training(config, strategy)
-        run = make_train_steps(model, optimizer, strategy, config.global_batch_size, counter,
+        run = make_train_steps(model, optimizer, strategy, config, counter,
                                source)
         iterator = stream if source is None else None
         out[name] = round(_rate(k, max(1, steps * 5 // k),
@@ -209,7 +209,7 @@ def front_end_steps(config, windows: list[int], steps: int) -> dict:
             cfg = TrainConfig.from_dict({**config.to_dict(), "front_end": front_end,
                                          "window": window})
             model, optimizer, counter = _training(cfg, strategy)
-            run = make_train_steps(model, optimizer, strategy, cfg.global_batch_size, counter,
+            run = make_train_steps(model, optimizer, strategy, cfg, counter,
                                    ConstantBatches(cfg, strategy))
             k = cfg.steps_per_execution
             out[f"{front_end}@{window}"] = round(_rate(

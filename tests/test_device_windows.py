@@ -105,7 +105,7 @@ def _trained_weights(trainer_data_dir, manifest, held, config, calls: list[int])
     model = build_model(config)
     optimizer = make_optimizer(model, config, strategy)
     counter = make_step_counter(strategy)
-    steps = make_train_steps(model, optimizer, strategy, config.global_batch_size, counter,
+    steps = make_train_steps(model, optimizer, strategy, config, counter,
                              DeviceWindows(held, manifest, config, strategy))
     losses = np.concatenate([steps(None, tf.constant(n)).numpy() for n in calls])
     assert int(counter.numpy()) == sum(calls) == len(losses)
@@ -140,7 +140,7 @@ def test_mixed_precision_models_stay_cudnn_eligible_and_train(
     strategy = tf.distribute.get_strategy()
     optimizer = make_optimizer(model, config, strategy)
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "fp16")
-    steps = make_train_steps(model, optimizer, strategy, config.global_batch_size,
+    steps = make_train_steps(model, optimizer, strategy, config,
                              make_step_counter(strategy),
                              DeviceWindows(held, manifest, config, strategy))
     losses = steps(None, tf.constant(20)).numpy()

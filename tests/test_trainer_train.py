@@ -197,3 +197,32 @@ def test_early_stopping_after_patience_epochs_without_improvement(trainer_data_d
     best = int(np.argmin(losses)) + 1
     assert len(losses) == best + 2 < 8  # stopped two epochs after the best one
     assert metrics["complete"] and metrics["best"]["epoch"] == best
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_training_loss_is_against_smoothed_labels(smoothing):
+    """One step's loss is the cross-entropy against (1 - s) one-hot + s / 4, times each
+    window's weight, averaged over the global batch (checked against numpy, computed from
+    the model's logits before the step)."""
+    from trainer.config import TrainConfig
+    from trainer.metrics import softmax
+    from trainer.model import build_model
+    from trainer.train import make_optimizer, make_step_counter, make_train_steps
+
+    config = TrainConfig(window=64, frame=32, hop=16, lstm_units=(8,), dropout=0.0,
+                         feature_dropout=0.0, global_batch_size=8, label_smoothing=smoothing)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 64, 23)).astype(np.float32)
+    y = np.array([0, 1, 2, 3, 0, 1, 2, 3], np.int32)
+    weight = rng.uniform(0.5, 2.0, size=8).astype(np.float32)
+    strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
+    model = build_model(config)
+    probs = softmax(model(x, training=False).numpy().astype(np.float64))
+    target = (1 - smoothing) * np.eye(4)[y] + smoothing / 4
+    expected = float(np.mean(-(target * np.log(probs)).sum(1) * weight))
+    steps = make_train_steps(model, make_optimizer(model, config, strategy), strategy, config,
+                             make_step_counter(strategy))
+    batches = iter(tf.data.Dataset.from_tensors((x, y, weight)).repeat())
+    (loss,) = steps(batches, tf.constant(1)).numpy()
+    assert loss == pytest.approx(expected, rel=1e-4)

@@ -62,14 +62,18 @@ class TrainConfig:
                              "with bfloat16 or float16 (fp16 with dynamic loss scaling)",
                              choices=PRECISIONS)
     # Optimisation.
-    learning_rate: float = _option(3e-4, "Adam(W) learning rate")
+    learning_rate: float = _option(2e-4, "Adam(W) learning rate")
     weight_decay: float = _option(0.0, "AdamW's decoupled weight decay (0: plain Adam)")
     global_batch_size: int = _option(256, "windows per step, split evenly over the replicas")
     epochs: int = _option(40, "most epochs to train (an epoch = --steps-per-epoch steps, "
                           "then validation)")
     steps_per_epoch: int = _option(25, "training steps between validations")
-    patience: int = _option(6, "epochs without a better balanced validation log loss "
+    patience: int = _option(8, "epochs without a better balanced validation log loss "
                             "before training stops (0: never stop early)")
+    label_smoothing: float = _option(0.1, "share of each training label spread evenly over the "
+                                     "classes, in [0, 1): a state shows in the signals only "
+                                     "after it ramps in, so labels near a change are uncertain "
+                                     "(0: off)")
     temperature_scaling: bool = _option(True, "fit a temperature on the validation split "
                                         "(true or false)")
     # Augmentation of training windows (trainer/augment.py; 0 turns each off).
@@ -114,7 +118,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {choices}")
         if not self.lstm_units or min(self.lstm_units) < 1:
             raise ConfigError(f"lstm_units {self.lstm_units!r}: need >= 1 layer of >= 1 unit")
-        for name in ("dropout", "feature_dropout", "augment_channel_dropout"):
+        for name in ("dropout", "feature_dropout", "augment_channel_dropout", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} {getattr(self, name)} outside [0, 1)")
         for name in ("weight_decay", "augment_gain", "augment_noise", "augment_shift", "patience",

@@ -120,22 +120,26 @@ def make_step_counter(strategy: tf.distribute.Strategy) -> tf.Variable:
 
 
 def make_train_steps(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                     strategy: tf.distribute.Strategy, global_batch_size: int,
+                     strategy: tf.distribute.Strategy, config: TrainConfig,
                      step_counter: tf.Variable,
                      device_windows: Optional[DeviceWindows] = None):
     """`train_steps(iterator, n)`: n training steps in one traced call; returns their
     losses [n] and advances `step_counter` by n.
 
-    Batches come from `device_windows` (cut on each replica's device for the step)
-    or, when it is None, from `iterator` (a distributed dataset iterator)."""
+    Batches (of config.global_batch_size windows over all replicas) come from
+    `device_windows` (cut on each replica's device for the step) or, when it is None,
+    from `iterator` (a distributed dataset iterator).  The loss is the cross-entropy
+    against labels smoothed by config.label_smoothing, times each window's weight."""
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def replica_step(x, y, weight):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            per_window = keras.losses.sparse_categorical_crossentropy(
-                y, logits, from_logits=True) * weight
-            loss = tf.nn.compute_average_loss(per_window, global_batch_size=global_batch_size)
+            per_window = keras.losses.categorical_crossentropy(
+                tf.one_hot(y, len(CLASSES)), logits, from_logits=True,
+                label_smoothing=config.label_smoothing) * weight
+            loss = tf.nn.compute_average_loss(per_window,
+                                              global_batch_size=config.global_batch_size)
             # fp16: the gradient of the scaled loss (scaled inside the tape); the
             # optimizer unscales it, and skips the step if it overflowed.
             target = optimizer.scale_loss(loss) if scaled else loss
@@ -217,8 +221,8 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                                      seed=_pipeline_seed(config, start_step))
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
     valid = data.valid_dataset(data_dir, manifest, config)
-    train_steps = make_train_steps(model, optimizer, strategy, config.global_batch_size,
-                                   step_counter, device_windows)
+    train_steps = make_train_steps(model, optimizer, strategy, config, step_counter,
+                                   device_windows)
     logits_fn = logits_function(model, config.window)  # traced once, not once per epoch
     steps_per_epoch = config.steps_per_epoch
 
