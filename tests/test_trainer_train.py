@@ -148,10 +148,9 @@ def test_resume_after_kill_ends_with_the_same_steps(trainer_data_dir, tmp_path):
     assert run_dir.find_run(job_dir).run_id == killed_run  # LATEST
 
 
-# A learning rate at which the tiny model's balanced validation loss is best at
-# epoch 5 of 8 and worse at each later one (deterministic for the seed).
-# A learning rate that overshoots, and labels trained to certainty: validation gets worse
-# after its best epoch.
+# A learning rate at which the tiny model's balanced validation loss is best before
+# the last of 8 epochs (deterministic for the seed), with labels trained to certainty
+# (no smoothing, which would keep the later epochs from getting worse).
 OVERSHOOTING = [*TINY_TRAIN_ARGS, "--learning-rate", "0.2", "--epochs", "8",
                 "--steps-per-epoch", "10", "--label-smoothing", "0"]
 
