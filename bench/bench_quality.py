@@ -175,7 +175,7 @@ def main() -> None:
         data_dir = preprocess(args.work, raw, scheme, args.window, args.data_seed)
         runs = [lstm(args.work, data_dir, labels, scheme, s, trainer_args, priors) for s in seeds]
         # Once per scheme: the peer has no bagging, so its seed changes nothing (and at
-        # scale 1 one fit and prediction takes ~15 min).
+        # scale 1 one fit and prediction takes ~5 min).
         gbm = [peer_gbm.run(data_dir, labels=labels, seed=seeds[0])]
         baseline = [baseline_bandpower.run(data_dir, seed=s) for s in seeds]
         without_levels = [baseline_bandpower.run(data_dir, seed=s, levels=False) for s in seeds]
