@@ -9,14 +9,15 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from beam_preprocess.options import parse_args
+from beam_preprocess.options import PreprocessConfig, parse_args
 
 LOGGER = logging.getLogger("beam_preprocess")
 
 
-def build(argv: Sequence[str], spill_dir: Optional[str] = None):
-    """Checks inputs and output, and builds the job (not yet run): (pipeline, config).
-    Parsed rows spill to `spill_dir` if given (run() decides, see spill.py)."""
+def build(config: PreprocessConfig, beam_args: Sequence[str], spill_dir: Optional[str] = None):
+    """Checks inputs and output, and builds the job (not yet run) from parsed arguments
+    (options.parse_args). Parsed rows spill to `spill_dir` if given (run() decides, see
+    spill.py)."""
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -26,7 +27,6 @@ def build(argv: Sequence[str], spill_dir: Optional[str] = None):
     from beam_preprocess.pipeline import build_pipeline, resolve_inputs
     from beam_preprocess.scaling import statistics_from_manifest
 
-    config, beam_args = parse_args(argv)
     fixed_stats = None
     if config.stats:
         if not FileSystems.exists(config.stats):
@@ -35,13 +35,19 @@ def build(argv: Sequence[str], spill_dir: Optional[str] = None):
         fixed_stats = statistics_from_manifest(read_json(config.stats), config.stats)
     inputs = resolve_inputs(config, fixed_stats)
     prepare_output(config.output, config.overwrite)
-    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
     build_pipeline(pipeline, config, inputs, spill_dir)
-    return pipeline, config
+    return pipeline
 
 
 def run(argv: Sequence[str]) -> dict:
-    """Runs the job to completion; returns the manifest it wrote ({} for a dry run).
+    """Runs the job of a command line to completion; returns the manifest it wrote
+    ({} for a dry run)."""
+    return run_parsed(*parse_args(argv))
+
+
+def run_parsed(config: PreprocessConfig, beam_args: Sequence[str]) -> dict:
+    """run() with its arguments parsed (options.parse_args).
 
     The job holds its --output's writer claim (trainer/output_claim.py) throughout."""
     from apache_beam.options.pipeline_options import TestOptions
@@ -52,10 +58,9 @@ def run(argv: Sequence[str]) -> dict:
     from beam_preprocess.spill import spill_directory
     from trainer.output_claim import OutputClaim
 
-    config, beam_args = parse_args(argv)
     with OutputClaim(config.output, "python -m beam_preprocess"):
         with spill_directory(config.spill, config.spill_dir, beam_args) as spill_dir:
-            pipeline, config = build(argv, spill_dir)
+            pipeline = build(config, beam_args, spill_dir)
             progress.reset()
             pipeline.run().wait_until_finish()
         if pipeline.options.view_as(TestOptions).dry_run:
@@ -77,7 +82,7 @@ def warnings_of(manifest: dict) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        config, _ = parse_args(argv)  # --help and bad options end here, before Beam's import
+        config, beam_args = parse_args(argv)  # --help and bad options end here, before Beam's import
     except ValueError as err:
         print(f"beam_preprocess: error: {err}", file=sys.stderr)
         return 1
@@ -88,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     console.configure_logging(config.verbose, reported)
     started = time.monotonic()
     try:
-        manifest = run(argv)
+        manifest = run_parsed(config, beam_args)
     except reported + (RuntimeError,) as err:
         print(f"beam_preprocess: error: {err}", file=sys.stderr)
         return 1

@@ -15,7 +15,8 @@ import tensorflow as tf
 from trainer import data, run_dir
 from trainer import record_spec as spec
 from trainer.config import TrainConfig
-from trainer.device_windows import DeviceWindows, estimated_mib, load_split, step_seed
+from trainer.device_windows import (DeviceWindows, HeldSplitCache, estimated_mib, load_split,
+                                    step_seed)
 from trainer.model import build_model, cudnn_blockers
 from trainer.train import make_optimizer, make_step_counter, make_train_steps, steps_until_sync
 from trainer_fixtures import TINY_TRAIN_ARGS
@@ -61,6 +62,18 @@ def test_held_split_holds_every_row_and_every_stream_candidate(trainer_data_dir,
     assert (np.diff(held.labels[held.ends]) >= 0).all()  # grouped by class
     assert held.ends_per_class.sum() == len(held.ends)
     assert estimated_mib(manifest, "train", window) * (1 << 20) >= held.nbytes
+
+
+def test_held_split_cache_reads_a_split_once_per_window(trainer_data_dir, manifest, held):
+    """A tuning search's trials share the held split; another window length gets its own,
+    the same as load_split's."""
+    cache = HeldSplitCache()
+    first = cache(trainer_data_dir, manifest, _config(manifest))
+    assert cache(trainer_data_dir, manifest, _config(manifest, lstm_units=(8,))) is first
+    np.testing.assert_array_equal(first.ends, held.ends)
+    shorter = cache(trainer_data_dir, manifest, _config(manifest, window=manifest["window"] // 2))
+    assert shorter is not first and len(shorter.ends) > len(first.ends)
+    np.testing.assert_array_equal(shorter.signals, first.signals)
 
 
 def test_window_content_is_the_records_rows_ending_at_the_drawn_end(manifest, held):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -90,6 +90,25 @@ def load_split(data_dir: str, manifest: dict, config: TrainConfig,
                      ends_per_class=np.bincount(end_labels, minlength=spec.NUM_CLASSES))
 
 
+SplitLoader = Callable[[str, dict, TrainConfig], HeldSplit]  # load_split's signature
+
+
+class HeldSplitCache:
+    """load_split that keeps what it read, for a process that trains many times on the
+    same data (a tuning search): every trial of a window length after the first takes
+    the training split from host memory instead of reading and concatenating it again.
+    One HeldSplit per (data, window, cycle_length), the things it depends on."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple, HeldSplit] = {}
+
+    def __call__(self, data_dir: str, manifest: dict, config: TrainConfig) -> HeldSplit:
+        key = (data_dir, config.window or data.manifest_window(manifest), config.cycle_length)
+        if key not in self._held:
+            self._held[key] = load_split(data_dir, manifest, config)
+        return self._held[key]
+
+
 class DeviceWindows:
     """A HeldSplit placed on every replica's device, and the per-replica batches cut there.
 
@@ -155,16 +174,18 @@ def step_seed(seed: int, step: tf.Tensor, replica: tf.Tensor) -> tf.Tensor:
 
 
 def device_windows_for(data_dir: str, manifest: dict, config: TrainConfig,
-                       strategy: tf.distribute.Strategy) -> Optional[DeviceWindows]:
+                       strategy: tf.distribute.Strategy,
+                       load: SplitLoader = load_split) -> Optional[DeviceWindows]:
     """DeviceWindows when the training split fits `config.device_data_mb` per device,
-    else None (the streaming pipeline); logs which, and why."""
+    else None (the streaming pipeline); logs which, and why.  `load` reads the split
+    (a HeldSplitCache keeps it between runs)."""
     window = config.window or data.manifest_window(manifest)
     needed = estimated_mib(manifest, "train", window)
     if needed > config.device_data_mb:
         log.info("training windows streamed from the host: the training split needs ~%.0f MiB "
                  "per device, over --device-data-mb %d", needed, config.device_data_mb)
         return None
-    held = load_split(data_dir, manifest, config)
+    held = load(data_dir, manifest, config)
     log.info("training windows cut on the device: the training split (%d rows, %d window "
              "ends) takes %.0f MiB per device, within --device-data-mb %d",
              len(held.labels), len(held.ends), held.nbytes / MIB, config.device_data_mb)

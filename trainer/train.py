@@ -37,7 +37,7 @@ import tensorflow as tf
 from trainer import data, plots, run_dir
 from trainer.calibration import fit_temperature
 from trainer.config import TrainConfig
-from trainer.device_windows import DeviceWindows, device_windows_for
+from trainer.device_windows import DeviceWindows, SplitLoader, device_windows_for, load_split
 from trainer.distribution import (describe_devices, make_strategy, per_replica_batch_size,
                                   replica_devices)
 from trainer.metrics import classification_metrics, softmax
@@ -204,17 +204,19 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
              manifest: dict, *, step_counter: tf.Variable, end_step: int,
              callbacks: keras.callbacks.CallbackList,
              on_step: Optional[Callable[[int, float], None]] = None,
-             on_epoch: Optional[Callable[[EpochResult], None]] = None) -> None:
+             on_epoch: Optional[Callable[[EpochResult], None]] = None,
+             load_held_split: SplitLoader = load_split) -> None:
     """Trains from `step_counter`'s step to end_step, validating at every epoch end.
 
     `on_step(step, loss)` (called for every step, after the traced call that ran it)
     and `on_epoch(result)` see everything (the run's own records); `callbacks` get
     Keras' epoch protocol with flat logs.  Training stops early when a callback sets
-    `model.stop_training`.
+    `model.stop_training`.  `load_held_split` reads the training split when it is held
+    on the devices (tuning passes a HeldSplitCache).
     """
     per_replica_batch_size(config.global_batch_size, strategy)  # validates divisibility
     start_step = int(step_counter.numpy())
-    device_windows = device_windows_for(data_dir, manifest, config, strategy)
+    device_windows = device_windows_for(data_dir, manifest, config, strategy, load_held_split)
     iterator = None
     if device_windows is None:
         dataset = data.train_dataset(data_dir, manifest, config, config.global_batch_size,

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from trainer import run_dir
 from trainer.config import TrainConfig
+from trainer.device_windows import HeldSplitCache
 from trainer.distribution import per_replica_batch_size
 from trainer.model import build_model
 from trainer.summaries import TensorBoardLog
@@ -76,6 +77,7 @@ class LSTMHyperModel(kt.HyperModel):
         self.data_dir = data_dir
         self.manifest = manifest
         self.strategy = strategy
+        self.held_splits = HeldSplitCache()  # the training split is read once, not per trial
 
     def trial_config(self, hp: kt.HyperParameters) -> TrainConfig:
         return self.space.config(hp, self.base)
@@ -119,7 +121,7 @@ class LSTMHyperModel(kt.HyperModel):
         step_counter.assign(initial_epoch * steps)
         fit_loop(model, optimizer, self.strategy, config, self.data_dir, self.manifest,
                  step_counter=step_counter, end_step=epochs * steps,
-                 callbacks=callback_list, on_epoch=on_epoch)
+                 callbacks=callback_list, on_epoch=on_epoch, load_held_split=self.held_splits)
         board.flush()
         record.update(seconds=time.perf_counter() - started, complete=True,
                       stopped_early=len(record["epochs"]) < epochs - initial_epoch)
