@@ -58,7 +58,8 @@ def test_trainer_trains_predicts_and_scores_on_beam_output(output, raw, tmp_path
 
 def test_long_window_with_derived_carry_and_validation_units(raw, tmp_path):  # noqa: F811
     """--window 1024 alone: carry and validation units follow it, every class gets
-    validation windows, and the trainer trains, validates and predicts on them."""
+    validation windows, and the trainer trains, validates and predicts on them (with
+    heart and breathing rhythms over the 4 s and EEG frames over its last second)."""
     data = str(tmp_path / "data")
     manifest = beam_run(["--train", str(raw / "train.csv"), "--test", str(raw / "test.csv"),
                          "--output", data, "--window", str(LONG_WINDOW), "--num-shards", "2"])
@@ -74,9 +75,11 @@ def test_long_window_with_derived_carry_and_validation_units(raw, tmp_path):  # 
 
     job_dir = str(tmp_path / "job")
     assert trainer_main(["train", "--data", data, "--job-dir", job_dir, *TINY_TRAIN_ARGS,
-                         "--steps-per-epoch", "5", "--epochs", "1"]) == 0
+                         "--steps-per-epoch", "5", "--epochs", "1", "--frame-span", "256",
+                         "--slow-channels", "rhythms"]) == 0
     config, metrics = _latest_run(job_dir)
     assert config["window"] == LONG_WINDOW and metrics["complete"]
+    assert (config["frame_span"], config["slow_channels"]) == (256, "rhythms")
     per_class = metrics["final"]["per_class"]
     assert {c: per_class[c]["count"] for c in per_class} == valid
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from trainer import config as config_mod
-from trainer.config import FRONT_ENDS, TrainConfig
+from trainer.config import FRONT_ENDS, SLOW_CHANNEL_MODES, TrainConfig
+from trainer.frontends.slow_channels import HEART_BANDS_HZ
 from trainer.metrics import classification_metrics, softmax
 from trainer.model import build_model, cudnn_blockers
 from trainer.prior import correct_prior, parse_prior
@@ -18,10 +19,13 @@ from trainer.prior import correct_prior, parse_prior
 tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
 
 
-@pytest.mark.parametrize("front_end", FRONT_ENDS)
-def test_lstm_layers_keep_the_cudnn_settings(front_end):
+@pytest.mark.parametrize("front_end,slow_channels",
+                         [(f, "relative") for f in FRONT_ENDS]
+                         + [("spectral", mode) for mode in SLOW_CHANNEL_MODES])
+def test_lstm_layers_keep_the_cudnn_settings(front_end, slow_channels):
     model = build_model(TrainConfig(front_end=front_end, window=128, frame=32, hop=16, pool=2,
-                                    filters=4, lstm_units=(8, 6), dropout=0.3))
+                                    filters=4, lstm_units=(8, 6), dropout=0.3,
+                                    slow_channels=slow_channels, frame_span=96))
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     assert [layer.units for layer in lstms] == [8, 6]
     for layer in lstms:
@@ -67,6 +71,42 @@ def test_relative_band_power_ignores_a_channel_gain():
         assert close == same, mode
 
 
+@pytest.mark.parametrize("front_end", ("spectral", "filterbank"))
+def test_frame_span_frames_the_windows_end_and_keeps_the_whole_window_as_context(front_end):
+    """With frame_span the EEG frames see only the window's last rows, while the slow
+    channels' levels are taken relative to the whole window's mean."""
+    model = build_model(TrainConfig(front_end=front_end, window=512, frame_span=256, filters=4,
+                                    lstm_units=(4,)))
+    assert model.get_layer("lstm_0").input.shape[1] == 1 + (256 - 64) // 32
+    eeg_features = keras.Model(model.input, model.get_layer(
+        "band_log_power" if front_end == "spectral" else "log_power").output)
+    slow_features = keras.Model(model.input, model.get_layer("slow_frames").output)
+    windows = np.random.default_rng(2).standard_normal((2, 512, 23)).astype(np.float32)
+    earlier = windows.copy()
+    earlier[:, :256] += np.random.default_rng(3).standard_normal((2, 256, 23)).astype(np.float32)
+    np.testing.assert_allclose(eeg_features(earlier).numpy(), eeg_features(windows).numpy(),
+                               atol=1e-5)
+    assert not np.allclose(slow_features(earlier).numpy(), slow_features(windows).numpy(),
+                           atol=1e-3)
+
+
+def test_heart_rhythm_bands_peak_at_the_heart_rate_whatever_the_gain():
+    """slow_channels='rhythms': the shares of ecg's power over the window peak in the band
+    of the beat's rate, for a spiky ECG-like wave with harmonics, at any amplitude."""
+    model = build_model(TrainConfig(window=1024, slow_channels="rhythms", lstm_units=(4,)))
+    heart = keras.Model(model.input, model.get_layer("heart_shares").output)
+    seconds = np.arange(1024) / 256.0
+    for bpm, band in ((78, (1.25, 1.5)), (126, (2.0, 2.25))):
+        windows = np.random.default_rng(4).standard_normal((1, 1024, 23)).astype(np.float32)
+        beat = np.cos(2 * np.pi * bpm / 60 * seconds) ** 15  # narrow peaks: many harmonics
+        windows[0, :, 20] = beat + 0.05 * windows[0, :, 20]
+        windows = np.concatenate([windows, windows])
+        windows[1, :, 20] *= 40.0
+        shares = heart(windows).numpy()
+        assert [HEART_BANDS_HZ[i] for i in shares.argmax(axis=1)] == [band, band], bpm
+        np.testing.assert_allclose(shares[0], shares[1], atol=1e-2)  # float32 FFT
+
+
 def test_cudnn_blockers_name_what_breaks_the_fused_kernel():
     inputs = keras.Input((16, 23))
     x = keras.layers.Masking()(inputs)
@@ -102,6 +142,8 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         TrainConfig(front_end="raw", window=30, pool=4)
     with pytest.raises(ValueError, match="shorter than a frame"):
         TrainConfig(window=30, frame=64)
+    with pytest.raises(ValueError, match=r"frame_span 32 is shorter than a frame \(64\)"):
+        TrainConfig.from_dict({"frame_span": "32"})
     with pytest.raises(ValueError, match="front_end 'cnn' is not one of"):
         TrainConfig(front_end="cnn")
     with pytest.raises(ValueError, match="augment_channel_dropout 1.0 outside"):

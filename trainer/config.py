@@ -20,9 +20,10 @@ from trainer.errors import UserError
 
 BALANCING_MODES = ("sampling", "weights", "none")
 FRONT_ENDS = ("spectral", "filterbank", "raw")  # modules of trainer/frontends/
-SLOW_CHANNEL_MODES = ("relative", "levels", "none")  # see trainer/frontends/slow_channels.py
+SLOW_CHANNEL_MODES = ("relative", "rhythms", "levels", "none")  # frontends/slow_channels.py
 BAND_POWER_MODES = ("relative", "absolute")  # see trainer/frontends/layers.py:BandLogPower
 PRECISIONS = ("fp32", "bf16", "fp16")  # see trainer/model.py:PRECISION_POLICIES
+OPTIONAL_INTS = ("window", "frame_span")  # integer fields whose default None means "derived"
 
 
 class ConfigError(UserError):
@@ -48,8 +49,13 @@ class TrainConfig:
     band_power: str = _option("relative", "spectral: band power relative to each channel's "
                               "window mean, or absolute", choices=BAND_POWER_MODES)
     slow_channels: str = _option("relative", "how the slow channels ecg, r, gsr are fed: "
-                                 "relative to the window, as levels, or not at all",
+                                 "relative to the window, that plus heart and breathing "
+                                 "rhythms over the window, as levels, or not at all",
                                  choices=SLOW_CHANNEL_MODES)
+    frame_span: Optional[int] = _option(None, "spectral, filterbank: rows at the window's end "
+                                        "that the frames cover; the whole window still sets "
+                                        "the slow channels' mean and rhythms",
+                                        shown_default="the whole window")
     feature_dropout: float = _option(0.2, "probability of dropping a whole feature of a "
                                      "window (spectral, filterbank), in [0, 1)")
     lstm_units: tuple[int, ...] = _option((64,), "units of each stacked LSTM layer, "
@@ -133,6 +139,9 @@ class TrainConfig:
                      "steps_per_execution"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.front_end != "raw" and (self.frame_span or self.frame) < self.frame:
+            raise ConfigError(f"frame_span {self.frame_span} is shorter than a frame "
+                              f"({self.frame})")
         if self.window is not None:
             if self.front_end == "raw" and self.window % self.pool:
                 raise ConfigError(f"window {self.window} is not a multiple of pool {self.pool}")
@@ -216,7 +225,7 @@ def _coerced(field: dataclasses.Field, value: Any) -> Any:
         return bool(value)
     if isinstance(field.default, float):
         return float(value)
-    if isinstance(field.default, int) or field.name == "window":
+    if isinstance(field.default, int) or field.name in OPTIONAL_INTS:
         return int(value)
     return value
 
@@ -231,7 +240,7 @@ def parse_bool(text: str) -> bool:
 def _option_type(field: dataclasses.Field) -> tuple[Any, str]:
     """The argparse type and metavar of a field's option (lists stay text: _coerce
     splits them)."""
-    if field.name == "window":
+    if field.name in OPTIONAL_INTS:
         return int, "N"
     return {bool: (parse_bool, "true|false"), int: (int, "N"), float: (float, "X")}.get(
         type(field.default), (str, "LIST" if isinstance(field.default, tuple) else "TEXT"))

@@ -29,7 +29,8 @@ KERNEL_ROWS = 25  # ~0.1 s at 256 Hz, ShallowFBCSPNet's temporal kernel
 
 
 def build(signals: keras.KerasTensor, config: TrainConfig) -> keras.KerasTensor:
-    x = keras.layers.Dense(config.filters, use_bias=False, name="spatial_filters")(eeg(signals))
+    x = keras.layers.Dense(config.filters, use_bias=False,
+                           name="spatial_filters")(eeg(signals, config))
     x = keras.layers.DepthwiseConv1D(KERNEL_ROWS, padding="same", name="temporal_filters")(x)
     x = LogMeanSquare(config.frame, config.hop, name="log_power")(x)
     x = with_slow_frames(x, signals, config)

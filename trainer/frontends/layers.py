@@ -89,19 +89,41 @@ class BandLogPower(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
+class LastRows(keras.layers.Layer):
+    """The last `rows` rows of [batch, time, channels]."""
+
+    def __init__(self, rows: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rows = rows
+
+    def call(self, x):
+        return x[:, -self.rows:]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.rows, input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "rows": self.rows}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
 class FrameStatistics(keras.layers.Layer):
     """Per frame and channel: the mean (optionally minus the window's mean) and the sd.
 
     [batch, time, channels] -> [batch, frames, 2 x channels].  With `relative`, a
     level says how the channel moved within the window, not where the session sits.
+    With `span`, the frames cover only the window's last `span` rows, while the mean
+    they are taken relative to is still the whole window's.
     """
 
-    def __init__(self, frame: int, hop: int, relative: bool, **kwargs):
+    def __init__(self, frame: int, hop: int, relative: bool, span: Optional[int] = None,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.frame, self.hop, self.relative = frame, hop, relative
+        self.frame, self.hop, self.relative, self.span = frame, hop, relative, span
 
     def call(self, x):
-        frames = tf.signal.frame(x, self.frame, self.hop, axis=1)  # [b, f, n, c]
+        recent = x if self.span is None else x[:, -self.span:]
+        frames = tf.signal.frame(recent, self.frame, self.hop, axis=1)  # [b, f, n, c]
         mean = tf.reduce_mean(frames, 2)
         sd = tf.math.reduce_std(frames, 2)
         if self.relative:
@@ -109,12 +131,12 @@ class FrameStatistics(keras.layers.Layer):
         return tf.concat([mean, sd], -1)
 
     def compute_output_shape(self, input_shape):
-        steps = frames(input_shape[1], self.frame, self.hop)
+        steps = frames(self.span or input_shape[1], self.frame, self.hop)
         return (input_shape[0], steps, 2 * input_shape[2])
 
     def get_config(self):
         return {**super().get_config(), "frame": self.frame, "hop": self.hop,
-                "relative": self.relative}
+                "relative": self.relative, "span": self.span}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)

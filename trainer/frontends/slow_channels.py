@@ -6,33 +6,64 @@ its own DC level, drifts and drop-outs), not a state, so by default
 mean: how the channel moved within the window (a skin-conductance response, a
 breath), next to its spread in the frame (beat and breath amplitude).  `levels`
 keeps the absolute frame means, for comparison; `none` drops the channels.
+
+`rhythms` adds what heart and breathing rates show, which a frame of a fraction of a
+second cannot: the shares of ecg's power in 0.25-Hz bands from 0.75 to 3 Hz (45-180
+beats/min) and of r's from 0.1 to 0.75 Hz, over the whole window, the same at every
+frame.  They need a window of several seconds (4 s resolves 0.25 Hz).
+
+`config.frame_span` lets the frames cover only the window's end (the EEG's state
+now) while the rest of the window is context for the slow channels' mean and rhythms.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import keras
+import numpy as np
 
 from trainer import record_spec as spec
 from trainer.config import TrainConfig
-from trainer.frontends.layers import ChannelSlice, FrameStatistics
+from trainer.frontends.layers import BandLogPower, ChannelSlice, FrameStatistics, LastRows, frames
 
 NUM_EEG = sum(name.startswith("eeg_") for name in spec.CHANNELS)
 assert all(name.startswith("eeg_") for name in spec.CHANNELS[:NUM_EEG])
+ECG, R = spec.CHANNELS.index("ecg"), spec.CHANNELS.index("r")
+HEART_BANDS_HZ = tuple((float(f), float(f) + 0.25) for f in np.arange(0.75, 3.0, 0.25))
+BREATH_BANDS_HZ = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.45), (0.45, 0.75))
 
 
-def eeg(signals: keras.KerasTensor) -> keras.KerasTensor:
-    """[batch, window, 20]: the EEG channels."""
-    return ChannelSlice(0, NUM_EEG, name="eeg")(signals)
+def span(signals: keras.KerasTensor, config: TrainConfig) -> int:
+    """Rows at the window's end that the frames cover."""
+    return min(config.frame_span or signals.shape[1], signals.shape[1])
+
+
+def eeg(signals: keras.KerasTensor, config: TrainConfig) -> keras.KerasTensor:
+    """[batch, span, 20]: the EEG channels of the rows the frames cover."""
+    x = ChannelSlice(0, NUM_EEG, name="eeg")(signals)
+    rows = span(signals, config)
+    return x if rows == signals.shape[1] else LastRows(rows, name="eeg_span")(x)
 
 
 def slow_frames(signals: keras.KerasTensor, config: TrainConfig) -> Optional[keras.KerasTensor]:
-    """[batch, frames, 6] statistics of ecg, r and gsr per frame, or None (`none`)."""
+    """[batch, frames, 6 (+ rhythm bands)] features of ecg, r and gsr per frame, or None."""
     if config.slow_channels == "none":
         return None
+    rows = span(signals, config)
     slow = ChannelSlice(NUM_EEG, spec.NUM_CHANNELS, name="slow")(signals)
-    return FrameStatistics(config.frame, config.hop, relative=config.slow_channels == "relative",
-                           name="slow_frames")(slow)
+    x = FrameStatistics(config.frame, config.hop, relative=config.slow_channels != "levels",
+                        span=None if rows == signals.shape[1] else rows, name="slow_frames")(slow)
+    if config.slow_channels != "rhythms":
+        return x
+    steps = frames(rows, config.frame, config.hop)
+    parts = [x]
+    for name, channel, bands in (("heart", ECG, HEART_BANDS_HZ), ("breath", R, BREATH_BANDS_HZ)):
+        channel_signal = ChannelSlice(channel, channel + 1, name=name)(signals)
+        power = BandLogPower(signals.shape[1], signals.shape[1], bands, relative=True,
+                             name=f"{name}_bands")(channel_signal)
+        power = keras.layers.Reshape((len(bands),), name=f"{name}_shares")(power)
+        parts.append(keras.layers.RepeatVector(steps, name=f"{name}_at_every_frame")(power))
+    return keras.layers.Concatenate(name="slow_features")(parts)
 
 
 def with_slow_frames(eeg_frames: keras.KerasTensor, signals: keras.KerasTensor,
