@@ -225,6 +225,16 @@ def test_a_space_no_trial_could_train_is_refused_in_one_line(args, message, trai
     assert not os.path.exists(tuner_dir)
 
 
+def test_frames_longer_than_the_frame_span_are_refused(trainer_data_dir, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text('{"frame": 16, "frame_span": 32}')
+    capsys.readouterr()
+    assert main(["search", "--data", trainer_data_dir, "--tuner-dir", str(tmp_path / "t"),
+                 "--config", str(config), "--frames", "16,48"]) == 2
+    assert capsys.readouterr().err.strip() == ("python -m tuning search: error: --frames 16,48: "
+                                               "every frame must fit --frame-span 32 (frame 48)")
+
+
 def test_space_keeps_booleans_and_gives_raw_trials_no_frame():
     space = SearchSpace(front_ends=("spectral", "raw"), frames=(16, 32), hop_fractions=(0.5, 1.0),
                         augment=(0.0, 0.5), temperature_scaling=(True, False))

@@ -94,7 +94,7 @@ class SearchSpace:
     def check(self, base: TrainConfig, data_window: int) -> None:
         """Refuses, naming the option, what some trial could not train on: a window
         longer than the data's (the records guarantee complete windows of the manifest's
-        length only), a frame longer than a window, a raw window that `pool` does not
+        length only), a frame longer than a window or --frame-span, a raw window that `pool` does not
         divide, or an augmentation that scales channel dropout to 1 or more."""
         windows = self.windows or (base.window,)
         too_long = [w for w in windows if w > data_window]
@@ -108,6 +108,9 @@ class SearchSpace:
                 raise SpaceError(
                     f"--frames {shown(frames)} and --windows {shown(windows)}: every frame "
                     f"must fit every window (frame {max(frames)} > window {min(windows)})")
+            if base.frame_span is not None and max(frames) > base.frame_span:
+                raise SpaceError(f"--frames {shown(frames)}: every frame must fit --frame-span "
+                                 f"{base.frame_span} (frame {max(frames)})")
         if "raw" in front_ends and any(w % base.pool for w in windows):
             raise SpaceError(f"--windows {shown(windows)}: the raw front end needs windows "
                              f"that --pool {base.pool} divides")
