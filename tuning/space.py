@@ -94,8 +94,9 @@ class SearchSpace:
     def check(self, base: TrainConfig, data_window: int) -> None:
         """Refuses, naming the option, what some trial could not train on: a window
         longer than the data's (the records guarantee complete windows of the manifest's
-        length only), a frame longer than a window or --frame-span, a raw window that `pool` does not
-        divide, or an augmentation that scales channel dropout to 1 or more."""
+        length only), a frame longer than a window or --frame-span, a raw window that
+        `pool` does not divide, or an augmentation that scales channel dropout to 1 or
+        more."""
         windows = self.windows or (base.window,)
         too_long = [w for w in windows if w > data_window]
         if too_long:

@@ -41,8 +41,7 @@ def span(signals: keras.KerasTensor, config: TrainConfig) -> int:
 def eeg(signals: keras.KerasTensor, config: TrainConfig) -> keras.KerasTensor:
     """[batch, span, 20]: the EEG channels of the rows the frames cover."""
     x = ChannelSlice(0, NUM_EEG, name="eeg")(signals)
-    rows = span(signals, config)
-    return x if rows == signals.shape[1] else LastRows(rows, name="eeg_span")(x)
+    return LastRows(span(signals, config), name="eeg_span")(x)
 
 
 def slow_frames(signals: keras.KerasTensor, config: TrainConfig) -> Optional[keras.KerasTensor]:
@@ -52,7 +51,7 @@ def slow_frames(signals: keras.KerasTensor, config: TrainConfig) -> Optional[ker
     rows = span(signals, config)
     slow = ChannelSlice(NUM_EEG, spec.NUM_CHANNELS, name="slow")(signals)
     x = FrameStatistics(config.frame, config.hop, relative=config.slow_channels != "levels",
-                        span=None if rows == signals.shape[1] else rows, name="slow_frames")(slow)
+                        span=rows, name="slow_frames")(slow)
     if config.slow_channels != "rhythms":
         return x
     steps = frames(rows, config.frame, config.hop)

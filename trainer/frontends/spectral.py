@@ -6,7 +6,7 @@ them to 4 Hz, and the LSTM follows them from frame to frame.
 
     EEG [b, window (or its last frame_span rows), 20]
         -> frames -> Hann -> |rfft|^2 -> mean per band -> log
-        (band_power "relative": minus each channel's mean over the window) -> [b, frames, 20 x 5]
+        (band_power "relative": minus each channel's mean over the frames) -> [b, frames, 20 x 5]
     + ecg, r, gsr frame statistics (slow_channels.py)  -> [b, frames, 106 (+ 13 rhythm bands)]
     -> LayerNormalization (per frame: removes a window's overall gain)
     -> feature dropout
