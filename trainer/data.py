@@ -59,6 +59,11 @@ def manifest_window(manifest: dict) -> int:
     return window
 
 
+def run_window(config: TrainConfig, manifest: dict) -> int:
+    """Rows per window of a run: the config's, else the data's (its manifest)."""
+    return config.window or manifest_window(manifest)
+
+
 def resolve_window(config: TrainConfig, manifest: dict) -> TrainConfig:
     """The config with `window` set: the manifest's unless a shorter one was asked for.
 
@@ -249,7 +254,7 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
     another so that a resumed run does not replay the data it has seen).
     """
     seed = config.seed if seed is None else seed
-    window = config.window or manifest_window(manifest)
+    window = run_window(config, manifest)
     counts = class_counts(manifest, "train")
     keep_by_class = tf.constant(
         config.sampling_density * acceptance_by_class(counts, config.balancing))
@@ -307,7 +312,7 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
 def valid_dataset(data_dir: str, manifest: dict, config: TrainConfig,
                   batch_size: Optional[int] = None) -> tf.data.Dataset:
     """The balanced validation windows (the records' window_ends), in a fixed order."""
-    window = config.window or manifest_window(manifest)
+    window = run_window(config, manifest)
     segments = parse_segments(
         read_records(shard_paths(data_dir, manifest, "valid"), config.cycle_length, None),
         (spec.SIGNALS, spec.LABELS, spec.WINDOW_ENDS, spec.CONTEXT_ROWS))

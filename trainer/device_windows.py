@@ -64,7 +64,7 @@ def estimated_mib(manifest: dict, split: str, window: int) -> float:
 def load_split(data_dir: str, manifest: dict, config: TrainConfig,
                split: str = "train") -> HeldSplit:
     """Reads every segment of `split` (in record order) into one HeldSplit."""
-    window = config.window or data.manifest_window(manifest)
+    window = data.run_window(config, manifest)
     segments = data.parse_segments(
         data.read_records(data.shard_paths(data_dir, manifest, split), config.cycle_length, None),
         (spec.SIGNALS, spec.LABELS, spec.CONTEXT_ROWS))
@@ -103,7 +103,7 @@ class HeldSplitCache:
         self._held: dict[tuple, HeldSplit] = {}
 
     def __call__(self, data_dir: str, manifest: dict, config: TrainConfig) -> HeldSplit:
-        key = (data_dir, config.window or data.manifest_window(manifest), config.cycle_length)
+        key = (data_dir, data.run_window(config, manifest), config.cycle_length)
         if key not in self._held:
             self._held[key] = load_split(data_dir, manifest, config)
         return self._held[key]
@@ -118,7 +118,7 @@ class DeviceWindows:
     def __init__(self, held: HeldSplit, manifest: dict, config: TrainConfig,
                  strategy: tf.distribute.Strategy):
         self.config = config
-        self.window = config.window or data.manifest_window(manifest)
+        self.window = data.run_window(config, manifest)
         self.per_replica_batch = config.global_batch_size // strategy.num_replicas_in_sync
         counts = data.class_counts(manifest, "train")
         share = held.ends_per_class * data.acceptance_by_class(counts, config.balancing)
@@ -179,7 +179,7 @@ def device_windows_for(data_dir: str, manifest: dict, config: TrainConfig,
     """DeviceWindows when the training split fits `config.device_data_mb` per device,
     else None (the streaming pipeline); logs which, and why.  `load` reads the split
     (a HeldSplitCache keeps it between runs)."""
-    window = config.window or data.manifest_window(manifest)
+    window = data.run_window(config, manifest)
     needed = estimated_mib(manifest, "train", window)
     if needed > config.device_data_mb:
         log.info("training windows streamed from the host: the training split needs ~%.0f MiB "
