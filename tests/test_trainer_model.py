@@ -10,6 +10,7 @@ import pytest
 
 from trainer import config as config_mod
 from trainer.config import FRONT_ENDS, SLOW_CHANNEL_MODES, TrainConfig
+from trainer.frontends.layers import LOG_FLOOR, WindowActivity
 from trainer.frontends.slow_channels import HEART_BANDS_HZ
 from trainer.metrics import classification_metrics, softmax
 from trainer.model import build_model, cudnn_blockers
@@ -105,6 +106,24 @@ def test_heart_rhythm_bands_peak_at_the_heart_rate_whatever_the_gain():
         shares = heart(windows).numpy()
         assert [HEART_BANDS_HZ[i] for i in shares.argmax(axis=1)] == [band, band], bpm
         np.testing.assert_allclose(shares[0], shares[1], atol=1e-2)  # float32 FFT
+
+
+def test_slow_activity_gives_each_channel_its_pace_and_amplitude():
+    """WindowActivity over the window: log variance and log mean square of the change.
+    Their difference (the log mean squared frequency) follows the rate, not the gain;
+    the change's power alone follows both (on data scaled per pilot: the pace and
+    amplitude against the pilot's usual)."""
+    seconds = np.arange(1024) / 256.0
+    x = np.zeros((3, 1024, 3), np.float32)
+    for row, (hz, gain) in enumerate(((1.0, 1.0), (2.0, 1.0), (1.0, 5.0))):
+        x[row, :, 0] = gain * np.sin(2 * np.pi * hz * seconds) + 7.0  # a level: no effect
+    activity = WindowActivity()(x).numpy()  # [3, 6]: 3 log variances, 3 log changes
+    log_variance, log_change = activity[:, 0], activity[:, 3]
+    pace = log_change - log_variance
+    expected = [2 * np.log(2 * np.sin(np.pi * hz / 256)) for hz in (1.0, 2.0, 1.0)]
+    np.testing.assert_allclose(pace, expected, atol=1e-2)  # float32 sums
+    np.testing.assert_allclose(log_variance[2] - log_variance[0], 2 * np.log(5.0), atol=1e-3)
+    np.testing.assert_allclose(activity[:, [1, 2, 4, 5]], np.log(LOG_FLOOR), atol=1e-3)  # flat
 
 
 def test_cudnn_blockers_name_what_breaks_the_fused_kernel():

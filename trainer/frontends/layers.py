@@ -140,6 +140,26 @@ class FrameStatistics(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
+class WindowActivity(keras.layers.Layer):
+    """Per channel over the whole window: the log variance and the log mean square of
+    the first difference (Hjorth's activity, and activity x mobility^2).
+
+    [batch, time, channels] -> [batch, 2 x channels].  Their difference is the log of
+    the signal's mean squared frequency (a pace that no gain changes); on data scaled
+    per pilot, each alone compares the window with the pilot's usual amplitude and pace.
+    """
+
+    def call(self, x):
+        centred = x - tf.reduce_mean(x, 1, keepdims=True)
+        change = x[:, 1:] - x[:, :-1]
+        return tf.concat([tf.math.log(tf.reduce_mean(tf.math.square(centred), 1) + LOG_FLOOR),
+                          tf.math.log(tf.reduce_mean(tf.math.square(change), 1) + LOG_FLOOR)], -1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[2])
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
 class LogMeanSquare(keras.layers.Layer):
     """ShallowFBCSPNet's 'square, average pool, log' over frames: [b, t, f] -> [b, frames, f]."""
 

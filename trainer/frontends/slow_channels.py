@@ -24,7 +24,8 @@ import numpy as np
 
 from trainer import record_spec as spec
 from trainer.config import TrainConfig
-from trainer.frontends.layers import BandLogPower, ChannelSlice, FrameStatistics, LastRows, frames
+from trainer.frontends.layers import (BandLogPower, ChannelSlice, FrameStatistics, LastRows,
+                                      WindowActivity, frames)
 
 NUM_EEG = sum(name.startswith("eeg_") for name in spec.CHANNELS)
 assert all(name.startswith("eeg_") for name in spec.CHANNELS[:NUM_EEG])
@@ -62,6 +63,8 @@ def slow_frames(signals: keras.KerasTensor, config: TrainConfig) -> Optional[ker
                              name=f"{name}_bands")(channel_signal)
         power = keras.layers.Reshape((len(bands),), name=f"{name}_shares")(power)
         parts.append(keras.layers.RepeatVector(steps, name=f"{name}_at_every_frame")(power))
+    activity = WindowActivity(name="slow_activity")(slow)
+    parts.append(keras.layers.RepeatVector(steps, name="activity_at_every_frame")(activity))
     return keras.layers.Concatenate(name="slow_features")(parts)
 
 
