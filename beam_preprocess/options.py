@@ -61,7 +61,7 @@ class PreprocessConfig:
     train: Optional[str] = None
     test: Optional[str] = None
     stats: Optional[str] = None
-    window: int = 256
+    window: int = 1024
     block_seconds: float = 64.0
     carry_seconds: Optional[float] = None
     scaling: str = "standard"

@@ -23,7 +23,7 @@ from trainer import record_spec
 WINDOW = 256
 # Small blocks and ranges so that carries, several ranges per file and several
 # validation units all happen at this small scale.
-ARGS = ["--block-seconds", "4", "--carry-seconds", "2", "--valid-block-seconds", "2",
+ARGS = ["--window", str(WINDOW), "--block-seconds", "4", "--carry-seconds", "2", "--valid-block-seconds", "2",
         "--range-mib", "4", "--chunk-mib", "1", "--num-shards", "2", "--seed", "7"]
 
 

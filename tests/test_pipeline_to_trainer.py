@@ -1,7 +1,7 @@
 """The stages joined: beam_preprocess output on generated data -> trainer train ->
 predict -> score against test_labels.csv.  Each stage's own tests check it in
-depth; this checks that what the Beam job writes is what the trainer reads, at the
-default window and at a long one."""
+depth; this checks that what the Beam job writes is what the trainer reads, at a
+1-s window and at the default 4-s one."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from trainer import record_spec
 from trainer.task import main as trainer_main
 from trainer_fixtures import TINY_TRAIN_ARGS
 
-LONG_WINDOW = 1024  # 4 s
+DEFAULT_WINDOW = 1024  # 4 s, the Beam job's default
 
 
 def _latest_run(job_dir: str) -> tuple[dict, dict]:
@@ -56,14 +56,15 @@ def test_trainer_trains_predicts_and_scores_on_beam_output(output, raw, tmp_path
     assert np.isfinite(scored["log_loss"])
 
 
-def test_long_window_with_derived_carry_and_validation_units(raw, tmp_path):  # noqa: F811
-    """--window 1024 alone: carry and validation units follow it, every class gets
-    validation windows, and the trainer trains, validates and predicts on them (with
-    heart and breathing rhythms over the 4 s and EEG frames over its last second)."""
+def test_default_window_with_derived_carry_and_validation_units(raw, tmp_path):  # noqa: F811
+    """Both stages at their defaults: the 4-s window, carry and validation units that
+    follow it, every class with validation windows; the trainer trains, validates and
+    predicts on them (heart and breathing rhythms over the 4 s, EEG frames over its
+    last second)."""
     data = str(tmp_path / "data")
     manifest = beam_run(["--train", str(raw / "train.csv"), "--test", str(raw / "test.csv"),
-                         "--output", data, "--window", str(LONG_WINDOW), "--num-shards", "2"])
-    assert manifest["window"] == LONG_WINDOW
+                         "--output", data, "--num-shards", "2"])
+    assert manifest["window"] == DEFAULT_WINDOW
     options = manifest["options"]
     assert (options["carry_seconds"], options["valid_block_seconds"]) == (4.0, 16.0)
     splits = manifest["splits"]
@@ -75,10 +76,9 @@ def test_long_window_with_derived_carry_and_validation_units(raw, tmp_path):  # 
 
     job_dir = str(tmp_path / "job")
     assert trainer_main(["train", "--data", data, "--job-dir", job_dir, *TINY_TRAIN_ARGS,
-                         "--steps-per-epoch", "5", "--epochs", "1", "--frame-span", "256",
-                         "--slow-channels", "rhythms"]) == 0
+                         "--steps-per-epoch", "5", "--epochs", "1"]) == 0
     config, metrics = _latest_run(job_dir)
-    assert config["window"] == LONG_WINDOW and metrics["complete"]
+    assert config["window"] == DEFAULT_WINDOW and metrics["complete"]
     assert (config["frame_span"], config["slow_channels"]) == (256, "rhythms")
     per_class = metrics["final"]["per_class"]
     assert {c: per_class[c]["count"] for c in per_class} == valid

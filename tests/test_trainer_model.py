@@ -21,7 +21,7 @@ tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
 
 
 @pytest.mark.parametrize("front_end,slow_channels",
-                         [(f, "relative") for f in FRONT_ENDS]
+                         [(f, "rhythms") for f in FRONT_ENDS]
                          + [("spectral", mode) for mode in SLOW_CHANNEL_MODES])
 def test_lstm_layers_keep_the_cudnn_settings(front_end, slow_channels):
     model = build_model(TrainConfig(front_end=front_end, window=128, frame=32, hop=16, pool=2,

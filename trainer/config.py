@@ -20,10 +20,10 @@ from trainer.errors import UserError
 
 BALANCING_MODES = ("sampling", "weights", "none")
 FRONT_ENDS = ("spectral", "filterbank", "raw")  # modules of trainer/frontends/
-SLOW_CHANNEL_MODES = ("relative", "rhythms", "levels", "none")  # frontends/slow_channels.py
+SLOW_CHANNEL_MODES = ("rhythms", "relative", "levels", "none")  # frontends/slow_channels.py
 BAND_POWER_MODES = ("relative", "absolute")  # see trainer/frontends/layers.py:BandLogPower
 PRECISIONS = ("fp32", "bf16", "fp16")  # see trainer/model.py:PRECISION_POLICIES
-OPTIONAL_INTS = ("window", "frame_span")  # integer fields whose default None means "derived"
+OPTIONAL_INTS = ("window", "frame_span")  # integer fields that may be None ("derived", "all")
 
 
 class ConfigError(UserError):
@@ -48,14 +48,15 @@ class TrainConfig:
     filters: int = _option(24, "filterbank: learned (spatial, temporal) filter pairs")
     band_power: str = _option("relative", "spectral: band power relative to each channel's "
                               "window mean, or absolute", choices=BAND_POWER_MODES)
-    slow_channels: str = _option("relative", "how the slow channels ecg, r, gsr are fed: "
-                                 "relative to the window, that plus heart and breathing "
-                                 "rhythms over the window, as levels, or not at all",
+    slow_channels: str = _option("rhythms", "how the slow channels ecg, r, gsr are fed: "
+                                 "relative to the window plus heart and breathing rhythms "
+                                 "and each one's activity and pace over the window, only "
+                                 "relative to the window, as levels, or not at all",
                                  choices=SLOW_CHANNEL_MODES)
-    frame_span: Optional[int] = _option(None, "spectral, filterbank: rows at the window's end "
-                                        "that the frames cover; the whole window still sets "
-                                        "the slow channels' mean and rhythms",
-                                        shown_default="the whole window")
+    frame_span: Optional[int] = _option(256, "spectral, filterbank: rows at the window's end "
+                                        "that the frames cover (at most the window: give the "
+                                        "window's rows for all of it); the whole window still "
+                                        "sets the slow channels' mean and rhythms")
     feature_dropout: float = _option(0.2, "probability of dropping a whole feature of a "
                                      "window (spectral, filterbank), in [0, 1)")
     lstm_units: tuple[int, ...] = _option((64,), "units of each stacked LSTM layer, "
