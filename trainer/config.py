@@ -56,7 +56,7 @@ class TrainConfig:
     frame_span: Optional[int] = _option(256, "spectral, filterbank: rows at the window's end "
                                         "that the frames cover (at most the window: give the "
                                         "window's rows for all of it); the whole window still "
-                                        "sets the slow channels' mean and rhythms")
+                                        "sets the slow channels' mean, rhythms and pace")
     feature_dropout: float = _option(0.2, "probability of dropping a whole feature of a "
                                      "window (spectral, filterbank), in [0, 1)")
     lstm_units: tuple[int, ...] = _option((64,), "units of each stacked LSTM layer, "

@@ -1,19 +1,21 @@
 """The slow channels (ecg, r, gsr) as frame features beside the EEG ones.
 
 Their absolute levels identify a pilot and a stretch of a session (each seat has
-its own DC level, drifts and drop-outs), not a state, so by default
-(`slow_channels="relative"`) a frame's level is taken relative to the window's
-mean: how the channel moved within the window (a skin-conductance response, a
-breath), next to its spread in the frame (beat and breath amplitude).  `levels`
-keeps the absolute frame means, for comparison; `none` drops the channels.
+its own DC level, drifts and drop-outs), not a state, so a frame's level is taken
+relative to the window's mean: how the channel moved within the window (a
+skin-conductance response, a breath), next to its spread in the frame (beat and
+breath amplitude).  That alone is `relative`; `levels` keeps the absolute frame
+means, for comparison; `none` drops the channels.
 
-`rhythms` adds what heart and breathing rates show, which a frame of a fraction of a
-second cannot: the shares of ecg's power in 0.25-Hz bands from 0.75 to 3 Hz (45-180
-beats/min) and of r's from 0.1 to 0.75 Hz, over the whole window, the same at every
-frame.  They need a window of several seconds (4 s resolves 0.25 Hz).
+`rhythms` (the default) adds what heart and breathing show over several seconds,
+which a frame of a fraction of a second cannot, taken over the whole window and
+given to every frame: the shares of ecg's power in 0.25-Hz bands from 0.75 to 3 Hz
+(45-180 beats/min) and of r's from 0.1 to 0.75 Hz (4 s resolve 0.25 Hz), and each
+slow channel's activity and pace (`WindowActivity`: on data scaled per pilot, how
+much and how fast it moves against the pilot's usual).
 
 `config.frame_span` lets the frames cover only the window's end (the EEG's state
-now) while the rest of the window is context for the slow channels' mean and rhythms.
+now) while the whole window is context for the slow channels' mean, rhythms and pace.
 """
 from __future__ import annotations
 
