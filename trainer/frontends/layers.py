@@ -150,9 +150,8 @@ class WindowActivity(keras.layers.Layer):
     """
 
     def call(self, x):
-        centred = x - tf.reduce_mean(x, 1, keepdims=True)
         change = x[:, 1:] - x[:, :-1]
-        return tf.concat([tf.math.log(tf.reduce_mean(tf.math.square(centred), 1) + LOG_FLOOR),
+        return tf.concat([tf.math.log(tf.math.reduce_variance(x, 1) + LOG_FLOOR),
                           tf.math.log(tf.reduce_mean(tf.math.square(change), 1) + LOG_FLOOR)], -1)
 
     def compute_output_shape(self, input_shape):
