@@ -72,8 +72,8 @@ class TrainConfig:
     learning_rate: float = _option(2e-4, "Adam(W) learning rate")
     weight_decay: float = _option(0.0, "AdamW's decoupled weight decay (0: plain Adam)")
     global_batch_size: int = _option(256, "windows per step, split evenly over the replicas")
-    epochs: int = _option(40, "most epochs to train (an epoch = --steps-per-epoch steps, "
-                          "then validation)")
+    epochs: int = _option(100, "most epochs to train (an epoch = --steps-per-epoch steps, "
+                          "then validation); early stopping usually ends a run first")
     steps_per_epoch: int = _option(25, "training steps between validations")
     patience: int = _option(8, "epochs without a better balanced validation log loss "
                             "before training stops (0: never stop early)")

@@ -30,11 +30,11 @@ from trainer import console
 from trainer.config import (FRONT_ENDS, TrainConfig, add_config_arguments, config_from_args,
                             parse_bool)
 from trainer.errors import exit_on_user_error
+from trainer.output_claim import ClaimLostError, OutputClaimedError
 from tuning.settings import ALGORITHMS, SearchSettings
 from tuning.space import TUNED_KEYS, SearchSpace, shown
 
 PROG = "python -m tuning"
-from trainer.output_claim import ClaimLostError, OutputClaimedError
 
 BASE = "the --config file's value, else {}"  # help of a dimension Fixed by default
 
