@@ -8,10 +8,14 @@ the 23 channels and of its first difference (184 features); the rolling windows 
 over one split's rows of one session, never into another split's.  LightGBM
 (multiclass, natural class shares as the Kaggle leaders trained) fits every k-th
 training row and stops early on the validation split's multi_logloss (the trainer's
-split: time blocks or held-out crews), then predicts every test row.
+split: time blocks or held-out crews), then predicts every test row.  With
+`--lookahead S` a test row takes the prediction of the row S seconds later in its
+session (the session's last row's near its end), as `trainer predict --lookahead`
+does for the LSTM, so the two are compared at the same delay.
 
     python bench/peer_gbm.py --data DIR --out gbm.csv [--labels test_labels.csv]
                              [--row-step 8] [--trees 500] [--seed 0] [--json FILE]
+                             [--lookahead 0]
 
 Prints one JSON object: rows used, trees kept, the validation log loss (overall and
 balanced = mean per class; also on the trainer's balanced validation windows, the
@@ -178,14 +182,17 @@ def fit(train_x: np.ndarray, train_y: np.ndarray, valid_x: np.ndarray, valid_y: 
                      callbacks=[lgb.early_stopping(early_stopping, verbose=False)])
 
 
-def predict_test(booster: lgb.Booster, sessions: list[SessionRows]
+def predict_test(booster: lgb.Booster, sessions: list[SessionRows], lookahead_rows: int = 0
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, float32 probabilities) of every test row, one session's features at a time."""
+    """(ids, float32 probabilities) of every test row, one session's features at a time;
+    a row takes the prediction of the row `lookahead_rows` later (at most the last)."""
     ids, probs = [], []
     for s in sessions:
         ids.append(s.ids)
-        probs.append(booster.predict(rolling_features(s.signals),
-                                     num_iteration=booster.best_iteration).astype(np.float32))
+        session_probs = booster.predict(rolling_features(s.signals),
+                                        num_iteration=booster.best_iteration)
+        later = np.minimum(np.arange(len(s.ids)) + lookahead_rows, len(s.ids) - 1)
+        probs.append(session_probs[later].astype(np.float32))
     return np.concatenate(ids), np.concatenate(probs)
 
 
@@ -250,7 +257,7 @@ def validation_kind(manifest: dict) -> str:
 
 def run(data_dir: str, labels: Optional[str] = None, out: Optional[str] = None, seed: int = 0,
         row_step: int = 8, trees: int = 500, early_stopping: int = 20, threads: int = 2,
-        num_leaves: int = 31, learning_rate: float = 0.1) -> dict:
+        num_leaves: int = 31, learning_rate: float = 0.1, lookahead: float = 0.0) -> dict:
     """Trains on `data_dir`, predicts its test rows (to `out`), scores them against `labels`."""
     started = time.perf_counter()
     manifest = data.read_manifest(data_dir)
@@ -279,7 +286,8 @@ def run(data_dir: str, labels: Optional[str] = None, out: Optional[str] = None, 
     valid_scores["windows_balanced_log_loss"] = round(classification_metrics(
         valid_probs[valid_window_end], valid_y[valid_window_end])["balanced_log_loss"], 4)
 
-    ids, probs = predict_test(booster, read_split(data_dir, manifest, "test"))
+    ids, probs = predict_test(booster, read_split(data_dir, manifest, "test"),
+                              round(lookahead * spec.SAMPLE_RATE_HZ))
     check_test_ids(ids, manifest)
     if out:
         write_submission(out, ids, probs)
@@ -302,7 +310,7 @@ def run(data_dir: str, labels: Optional[str] = None, out: Optional[str] = None, 
         result["prior"]["test"] = scores(np.tile(prior, (ids.size, 1)), test_labels)
     result["params"] = {"row_step": row_step, "max_trees": trees, "early_stopping": early_stopping,
                         "num_leaves": num_leaves, "learning_rate": learning_rate,
-                        "threads": threads, "seed": seed}
+                        "threads": threads, "seed": seed, "lookahead_seconds": lookahead}
     result["seconds"] = {"fit": round(fit_seconds, 1),
                          "total": round(time.perf_counter() - started, 1)}
     result["out"] = out
@@ -325,14 +333,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--num-leaves", type=int, default=31)
     parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--lookahead", type=float, default=0.0, metavar="SECONDS",
+                        help="a test row takes the prediction of the row this many seconds "
+                             "later (default 0: causal)")
     args = parser.parse_args(argv)
     if args.row_step < 1 or args.trees < 1 or args.early_stopping < 1 or args.threads < 1:
         parser.error("--row-step, --trees, --early-stopping and --threads must be positive")
+    if args.lookahead < 0:
+        parser.error("--lookahead must be 0 (causal) or more seconds")
     try:
         result = run(args.data, labels=args.labels, out=args.out, seed=args.seed,
                      row_step=args.row_step, trees=args.trees,
                      early_stopping=args.early_stopping, threads=args.threads,
-                     num_leaves=args.num_leaves, learning_rate=args.learning_rate)
+                     num_leaves=args.num_leaves, learning_rate=args.learning_rate,
+                     lookahead=args.lookahead)
     except (data.DataError, spec.IncompatibleDataError, ArgumentError) as e:
         print(f"peer_gbm: {e}", file=sys.stderr)
         return 2

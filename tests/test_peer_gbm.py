@@ -71,6 +71,22 @@ def test_rolling_features_are_trailing_means_and_sds():
     np.testing.assert_allclose(features[f"d_{name}_sd_1s"], diff, rtol=1e-4, atol=1e-5)
 
 
+def test_lookahead_takes_the_prediction_of_a_later_row():
+    rng = np.random.default_rng(0)
+    signals = rng.normal(0.0, 1.0, (600, 23)).astype(np.float32)
+    features = peer_gbm.rolling_features(signals)
+    labels = (signals[:, 0] > 0).astype(int) + 2 * (signals[:, 1] > 0)
+    booster = peer_gbm.fit(features, labels, features, labels, seed=0, trees=5,
+                           early_stopping=5, threads=1, num_leaves=7, learning_rate=0.3)
+    session = peer_gbm.SessionRows(key=(1, "LOFT", 0), signals=signals, ids=np.arange(600))
+    _, causal = peer_gbm.predict_test(booster, [session])
+    ids, ahead = peer_gbm.predict_test(booster, [session], lookahead_rows=128)
+    np.testing.assert_array_equal(ids, np.arange(600))
+    np.testing.assert_array_equal(ahead[:472], causal[128:])
+    np.testing.assert_array_equal(ahead[472:], np.repeat(causal[-1:], 128, axis=0))
+    assert not np.array_equal(ahead, causal)
+
+
 def test_user_errors_are_one_line(tmp_path, capsys, peer_run):
     data_dir, manifest = peer_run[0], copy.deepcopy(peer_run[1])
     no_test = tmp_path / "no_test"

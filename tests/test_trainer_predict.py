@@ -163,6 +163,41 @@ def test_rows_take_the_latest_window_ending_at_or_before_them():
     assert (values[95 - 10:] == 2).all()
 
 
+def test_a_lookahead_takes_the_window_ending_that_many_rows_later():
+    window_values = np.array([[0.0], [1.0], [2.0]])
+    ends = np.array([63, 79, 95])
+    values = rows_from_windows(window_values, ends, num_rows=100, context_rows=10,
+                               lookahead=16)[:, 0]
+    assert (values[:63 - 10] == 0).all()         # rows 10..62: row + 16 < 79
+    assert (values[63 - 10:79 - 10] == 1).all()  # rows 63..78: row + 16 in 79..94
+    assert (values[79 - 10:] == 2).all()         # rows 79..99: row + 16 >= 95, the last window
+
+
+def test_lookahead_reassigns_the_same_windows(submission, trainer_trained_job,
+                                              trainer_data_dir, tmp_path, capsys):
+    out = str(tmp_path / "ahead.csv")
+    summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
+                               "--out", out, "--stride", "16", "--prior", "none",
+                               "--lookahead", "0.25")
+    assert summary["lookahead_rows"] == 64
+    causal = pd.read_csv(submission).set_index("id").sort_index()
+    ahead = pd.read_csv(out).set_index("id").sort_index()
+    assert ahead.index.equals(causal.index)
+    assert not np.allclose(ahead.to_numpy(), causal.to_numpy())
+    windows = {tuple(row) for row in causal.round(6).to_numpy()}
+    assert {tuple(row) for row in ahead.round(6).to_numpy()} <= windows
+
+
+@pytest.mark.parametrize("option, value", [("--lookahead", "-0.5"), ("--stride", "0"),
+                                           ("--lookahead", "soon")])
+def test_predict_refuses_a_bad_number(option, value, capsys):
+    args = ["predict", "--run", "r", "--data", "d", "--out", "o.csv", option, value]
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert exit.value.code == 2
+    assert f"argument {option}: {value!r}" in capsys.readouterr().err
+
+
 def test_id_ledger_catches_duplicates_and_gaps():
     ledger = IdLedger({"count": 5, "min": 0, "max": 4, "sum": 10})
     ledger.add(np.array([3, 0]))

@@ -3,7 +3,10 @@
 Each segment gets windows every `stride` rows; each row takes the prediction of
 the latest window that ends at or before it (rows before the first full window
 take the first window's), which is what a causal, streaming model would know at
-that row.  Context rows (the first `context_rows` of a record) belong to the
+that row.  With a look-ahead of L rows a row takes the latest window ending at or
+before its row + L instead (offline scoring of whole recordings: a state shows in
+the signals only after it begins); near a segment's end, where no such window is
+in the segment, it takes the segment's last.  Context rows (the first `context_rows` of a record) belong to the
 previous record and are not written again, so every id appears once; the ids
 written are checked against the manifest's splits.test.ids.
 """
@@ -50,32 +53,34 @@ def load_run_model(paths: run_dir.RunPaths) -> keras.Model:
         return keras.models.load_model(local, compile=False)
 
 
-def row_windows(ends: np.ndarray, num_rows: int, context_rows: int) -> np.ndarray:
+def row_windows(ends: np.ndarray, num_rows: int, context_rows: int,
+                lookahead: int = 0) -> np.ndarray:
     """For each row in [context_rows, num_rows), the index of the latest window ending
-    at or before it, or 0 (the first window) for rows before it."""
-    rows = np.arange(context_rows, num_rows)
+    at or before the row + `lookahead`, or 0 (the first window) for rows before it."""
+    rows = np.arange(context_rows, num_rows) + lookahead
     return np.maximum(np.searchsorted(ends, rows, side="right") - 1, 0)
 
 
 def rows_from_windows(window_values: np.ndarray, ends: np.ndarray, num_rows: int,
-                      context_rows: int) -> np.ndarray:
+                      context_rows: int, lookahead: int = 0) -> np.ndarray:
     """Values of rows [context_rows, num_rows), taken from their windows (row_windows)."""
-    return window_values[row_windows(ends, num_rows, context_rows)]
+    return window_values[row_windows(ends, num_rows, context_rows, lookahead)]
 
 
 def segment_window_logits(model: keras.Model, paths: list[str], window: int, stride: int,
                           keys: tuple[str, ...], cycle_length: int = 4,
-                          keep: Optional[Callable[[dict], tf.Tensor]] = None
+                          keep: Optional[Callable[[dict], tf.Tensor]] = None,
+                          lookahead: int = 0
                           ) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
     """Per segment (those `keep` selects, see data.strided_segments): its `keys` as
     numpy, the logits of its strided windows, and for each of its own rows the index
-    of the window that predicts it (row_windows)."""
+    of the window that predicts it (row_windows, `lookahead` rows ahead)."""
     logits_fn = logits_function(model, window)
     for segment in data.strided_segments(paths, window, stride, cycle_length, keys, keep):
         window_logits = logits_fn(segment["windows"]).numpy()
         values = {k: segment[k].numpy() for k in keys}
         index = row_windows(segment["ends"].numpy(), int(segment[spec.NUM_ROWS]),
-                            int(segment[spec.CONTEXT_ROWS]))
+                            int(segment[spec.CONTEXT_ROWS]), lookahead)
         yield values, window_logits, index
 
 
@@ -110,10 +115,13 @@ class IdLedger:
 
 
 def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
-            prior: Optional[str] = DEFAULT_PRIOR, labels: Optional[str] = None,
-            plot: Optional[str] = None) -> dict:
+            prior: Optional[str] = DEFAULT_PRIOR, lookahead: float = 0.0,
+            labels: Optional[str] = None, plot: Optional[str] = None) -> dict:
     """Writes `out` (id,A,B,C,D) and the plot of a whole test session; returns a
-    summary (rows, prior used, temperature, the session plotted).
+    summary (rows, prior used, temperature, look-ahead, the session plotted).
+
+    `lookahead` (seconds, >= 0) lets a row's prediction use that much signal after it
+    (module docstring); 0 is causal.
 
     The run's temperature (fitted on validation) is applied first, then the prior
     correction.  An estimated prior (`bbse`, `em`) needs all test predictions before
@@ -122,6 +130,9 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     shows the test session with the most label changes in `labels` (a CSV id,event;
     its band only where an id is labelled), or without labels the first session.
     """
+    if lookahead < 0:
+        raise UserError(f"--lookahead {lookahead:g}: give 0 (causal) or more seconds")
+    lookahead_rows = round(lookahead * spec.SAMPLE_RATE_HZ)
     paths = run_dir.find_run(run)
     config = TrainConfig.load(paths.file("config.json"))
     run_info = run_dir.read_json(paths.file("run.json"))
@@ -144,7 +155,7 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     for values, window_logits, index in segment_window_logits(
             model, shards, config.window, stride,
             (spec.IDS, spec.CONTEXT_ROWS, spec.CREW, spec.SEAT, spec.EXPERIMENT, spec.BLOCK,
-             spec.TIME)):
+             spec.TIME), lookahead=lookahead_rows):
         own = slice(int(values[spec.CONTEXT_ROWS]), None)
         ids = values[spec.IDS][own]
         ledger.add(ids)
@@ -156,7 +167,8 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         progress.advance(len(window_logits))
     progress.close()
     ledger.check_complete()
-    summary = {"rows": ledger.count, "run_id": paths.run_id, "temperature": temperature}
+    summary = {"rows": ledger.count, "run_id": paths.run_id, "temperature": temperature,
+               "lookahead_rows": lookahead_rows}
     if isinstance(target, PriorEstimate):
         target = _estimate_test_prior(target, segments, training_prior, run_info, summary)
         log.info("test prior estimated (--prior %s): %s", prior,
@@ -179,7 +191,8 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     trace = session_trace(
         f"test session crew {crew} seat {seat} {experiment.decode()}",
         f"temperature {temperature:.2f}, prior " + ("of training" if target is None else
-                                                    "corrected"), shown_parts)
+                                                    "corrected")
+        + (f", look-ahead {lookahead:g} s" if lookahead_rows else ""), shown_parts)
     plot = plot or posixpath.splitext(out)[0] + "_session.png"
     save_figure(session_figure(trace), plot)
     summary["session_plot"] = {"path": plot, **trace.describe()}

@@ -2,7 +2,7 @@
 
     train    --data DIR --job-dir DIR [--config FILE] [--<hyperparameter> VALUE ...]
     predict  --run DIR --data DIR --out submission.csv [--stride N] [--prior P]
-             [--labels FILE] [--plot FILE]
+             [--lookahead SECONDS] [--labels FILE] [--plot FILE]
     score    --submission FILE --labels FILE
 
 DIRs and files may be local or gs://.  On Vertex AI, --job-dir defaults to the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from trainer import console
 from trainer.config import add_config_arguments, config_from_args
@@ -25,6 +25,19 @@ from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
 from trainer.prior import DEFAULT_PRIOR, PRIOR_HELP
 
 PROG = "python -m trainer"
+
+
+def _at_least(low: float, kind: type) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` >= low."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__} number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is below {low:g}")
+        return value
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,11 +65,16 @@ def _parser() -> argparse.ArgumentParser:
                               "split (required)")
     predict.add_argument("--out", required=True, metavar="FILE",
                          help="CSV to write: id,A,B,C,D (required)")
-    predict.add_argument("--stride", type=int, default=None,
+    predict.add_argument("--stride", type=_at_least(1, int), default=None,
                          help="rows between predicted windows. Default: 64")
     predict.add_argument("--prior", default=DEFAULT_PRIOR,
                          help=f"the test split's class prior: {PRIOR_HELP}. "
                               f"Default: {DEFAULT_PRIOR}")
+    predict.add_argument("--lookahead", type=_at_least(0, float), default=0.0, metavar="SECONDS",
+                         help="seconds of signal after a row that its prediction may use: 0 is "
+                              "causal (what a live monitor knows at that row); e.g. 0.5 for "
+                              "scoring whole recordings offline, since a state shows in the "
+                              "signals only after it begins. Default: 0")
     predict.add_argument("--labels", help="CSV id,event of (some) test ids, e.g. the stand-in's "
                          "test_labels.csv: the session plot shows them as a band under the "
                          "predictions and picks the session with the most label changes; "
@@ -102,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         with shards_read_whole(args.data):
             summary = predict(args.run, args.data, args.out,
                               stride=args.stride or DEFAULT_STRIDE, prior=args.prior,
-                              labels=args.labels, plot=args.plot)
+                              lookahead=args.lookahead, labels=args.labels, plot=args.plot)
         print(json.dumps(summary))
     else:
         from trainer.score import score
