@@ -6,9 +6,10 @@ take the first window's), which is what a causal, streaming model would know at
 that row.  With a look-ahead of L rows a row takes the latest window ending at or
 before its row + L instead (offline scoring of whole recordings: a state shows in
 the signals only after it begins); near a segment's end, where no such window is
-in the segment, it takes the segment's last.  Context rows (the first `context_rows` of a record) belong to the
-previous record and are not written again, so every id appears once; the ids
-written are checked against the manifest's splits.test.ids.
+in the segment, it takes the segment's last.  Context rows (the first
+`context_rows` of a record) belong to the previous record and are not written
+again, so every id appears once; the ids written are checked against the
+manifest's splits.test.ids.
 """
 from __future__ import annotations
 
