@@ -16,7 +16,8 @@ validation scheme:
 
 Prints a table of mean and spread over the seeds (test log loss overall and
 balanced, balanced validation log loss) and writes WORK/quality.json and
-WORK/quality.md.  Steps whose output exists are reused, so a run can be resumed.
+WORK/quality.md.  Steps whose output exists are reused, so a run can be resumed;
+--repredict scores the trained runs again (after a change to predict).
 
     python bench/bench_quality.py --work bench-out/quality                # scale 0.1, seeds 0-5
     python bench/bench_quality.py --work bench-out/quality-full --scale 1 --seeds 0,1,2
@@ -91,29 +92,37 @@ def preprocess(work: str, raw: str, scheme: str, window: Optional[int], data_see
 
 
 def lstm(work: str, data_dir: str, labels: str, scheme: str, seed: int, trainer_args: list[str],
-         priors: list[str]) -> dict:
-    """Trains the LSTM and scores its submission under each prior choice."""
+         priors: list[str], repredict: bool = False) -> dict:
+    """Trains the LSTM and scores its submission under each prior choice; with
+    `repredict`, a run trained before is scored again (after a change to predict)."""
     job = os.path.join(work, "lstm", scheme, f"seed{seed}")
     result_path = job + ".json"
     if os.path.exists(result_path):
         with open(result_path) as f:
-            return json.load(f)
-    trained = run_checked([sys.executable, "-m", "trainer", "train", "--data", data_dir,
-                           "--job-dir", job, "--seed", str(seed), *trainer_args], "train")
-    run = json.loads(trained["last_line"])["run_dir"]
-    with open(os.path.join(run, "metrics.json")) as f:
-        best = json.load(f)["best"]
-    result = {"train_seconds": trained["seconds"], "train_peak_rss_mb": trained["peak_rss_mb"],
-              "best_epoch": best["epoch"], "temperature": best["temperature"],
-              "valid_balanced_log_loss": best["calibrated"]["balanced_log_loss"], "test": {}}
+            result = json.load(f)
+        if not repredict:
+            return result
+    else:
+        trained = run_checked([sys.executable, "-m", "trainer", "train", "--data", data_dir,
+                               "--job-dir", job, "--seed", str(seed), *trainer_args], "train")
+        run = json.loads(trained["last_line"])["run_dir"]
+        with open(os.path.join(run, "metrics.json")) as f:
+            best = json.load(f)["best"]
+        result = {"train_seconds": trained["seconds"],
+                  "train_peak_rss_mb": trained["peak_rss_mb"], "best_epoch": best["epoch"],
+                  "temperature": best["temperature"],
+                  "valid_balanced_log_loss": best["calibrated"]["balanced_log_loss"]}
+    result["test"] = {}
     for prior in priors:
         submission = os.path.join(job, f"submission-{prior}.csv")
-        predicted = run_checked([sys.executable, "-m", "trainer", "predict", "--run", run,
+        # The job directory: predict takes the run it names as LATEST.
+        predicted = run_checked([sys.executable, "-m", "trainer", "predict", "--run", job,
                                  "--data", data_dir, "--out", submission, "--prior", prior],
                                 "predict")
         metrics = score(submission, labels)
         result["test"][prior] = {"log_loss": metrics["log_loss"],
                                  "balanced_log_loss": metrics["balanced_log_loss"],
+                                 "stride": json.loads(predicted["last_line"])["stride"],
                                  "predict_seconds": predicted["seconds"],
                                  "predict_peak_rss_mb": predicted["peak_rss_mb"]}
         os.remove(submission)
@@ -161,6 +170,9 @@ def main() -> None:
                         help=f"validation schemes; default {','.join(SCHEMES)}")
     parser.add_argument("--priors", default="bbse,em,train,none",
                         help="predict --prior choices scored; default bbse,em,train,none")
+    parser.add_argument("--repredict", action="store_true",
+                        help="score the runs trained before again with today's predict "
+                             "(after a change to predict; training is not repeated)")
     parser.add_argument("--trainer-args", default="",
                         help="extra `trainer train` options, e.g. \"--front-end raw\"")
     args = parser.parse_args()
@@ -173,7 +185,8 @@ def main() -> None:
     results = {"scale": args.scale, "seeds": seeds, "trainer_args": trainer_args, "schemes": {}}
     for scheme in args.schemes.split(","):
         data_dir = preprocess(args.work, raw, scheme, args.window, args.data_seed)
-        runs = [lstm(args.work, data_dir, labels, scheme, s, trainer_args, priors) for s in seeds]
+        runs = [lstm(args.work, data_dir, labels, scheme, s, trainer_args, priors, args.repredict)
+                for s in seeds]
         # Once per scheme: the peer has no bagging, so its seed changes nothing (and at
         # scale 1 one fit and prediction takes ~5 min).
         gbm = [peer_gbm.run(data_dir, labels=labels, seed=seeds[0])]

@@ -38,6 +38,8 @@ from typing import Callable, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
+from trainer.window_rows import DEFAULT_STRIDE  # noqa: E402
+
 TOGETHER_OVER_STEP_TARGET = 0.9
 TINY_SPEEDUP_TARGET = 5.0
 PREDICT_ROWS_PER_S_TARGET = 15_000
@@ -310,7 +312,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--steps", type=int, default=60, help="steps timed per figure; default 60")
     parser.add_argument("--steps-per-execution", type=int, default=None,
                         help="steps per traced call (default: the config's)")
-    parser.add_argument("--stride", type=int, default=64, help="predict's stride; default 64")
+    parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
+                        help=f"predict's stride; default {DEFAULT_STRIDE}")
     parser.add_argument("--no-predict", action="store_true", help="skip the predict figure")
     parser.add_argument("--json", help="also write the result to this file (local or gs://)")
     parser.add_argument("--data-here", help=argparse.SUPPRESS)     # child: one device count

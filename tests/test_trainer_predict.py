@@ -9,17 +9,18 @@ import pandas as pd
 import pytest
 
 from trainer import data, run_dir
-from trainer.predict import IdLedger, rows_from_windows
+from trainer.predict import IdLedger
 from trainer.prior import correct_prior, estimate_prior_bbse, estimate_prior_em
 from trainer.score import score
 from trainer.task import main
+from trainer.window_rows import DEFAULT_STRIDE, rows_from_windows
 
 
 @pytest.fixture(scope="module")
 def submission(trainer_trained_job, trainer_data_dir, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("predict") / "submission.csv")
     assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
-                 "--out", out, "--stride", "16", "--prior", "none"]) == 0
+                 "--out", out, "--stride", str(DEFAULT_STRIDE), "--prior", "none"]) == 0
     return out
 
 
@@ -87,10 +88,11 @@ def test_prior_em_is_estimated_from_the_test_predictions(
 def test_default_prior_is_the_training_prior(
         submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
     """No --prior: Bayes' rule from the prior the model trained under (run.json) to the
-    training rows' class shares (the manifest's counts)."""
+    training rows' class shares (the manifest's counts).  No --stride: the default."""
     out = str(tmp_path / "default.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
-                               "--out", out, "--stride", "16")
+                               "--out", out)
+    assert summary["stride"] == DEFAULT_STRIDE
     rows = data.read_manifest(trainer_data_dir)["splits"]["train"]["rows_per_class"]
     train_shares = np.array([rows.get(c, 0) for c in "ABCD"], dtype=np.float64)
     train_shares /= train_shares.sum()

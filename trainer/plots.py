@@ -20,9 +20,10 @@ from trainer import record_spec as spec
 from trainer.config import TrainConfig
 from trainer.figures import plt, save_figure
 from trainer.metrics import softmax
-from trainer.predict import DEFAULT_STRIDE, segment_window_logits
+from trainer.predict import segment_window_logits
 from trainer.session_plot import (SessionTrace, label_changes, most_changing_session,
                                   segment_trace, session_figure, session_trace)
+from trainer.window_rows import DEFAULT_STRIDE
 
 PLOTS = ("loss.png", "confusion.png", "session.png")
 SessionKey = tuple[int, int, bytes]  # crew, seat, experiment

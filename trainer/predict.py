@@ -40,10 +40,9 @@ from trainer.progress import Progress
 from trainer.score import read_labels
 from trainer.session_plot import (UNKNOWN, most_changing_session, segment_trace,
                                   session_figure, session_trace)
+from trainer.window_rows import DEFAULT_STRIDE, row_windows
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STRIDE = 64  # rows (0.25 s) between predicted windows
 
 
 def load_run_model(paths: run_dir.RunPaths) -> keras.Model:
@@ -52,20 +51,6 @@ def load_run_model(paths: run_dir.RunPaths) -> keras.Model:
         local = os.path.join(tmp, "model.keras")
         tf.io.gfile.copy(paths.keras_model, local)
         return keras.models.load_model(local, compile=False)
-
-
-def row_windows(ends: np.ndarray, num_rows: int, context_rows: int,
-                lookahead: int = 0) -> np.ndarray:
-    """For each row in [context_rows, num_rows), the index of the latest window ending
-    at or before the row + `lookahead`, or 0 (the first window) for rows before it."""
-    rows = np.arange(context_rows, num_rows) + lookahead
-    return np.maximum(np.searchsorted(ends, rows, side="right") - 1, 0)
-
-
-def rows_from_windows(window_values: np.ndarray, ends: np.ndarray, num_rows: int,
-                      context_rows: int, lookahead: int = 0) -> np.ndarray:
-    """Values of rows [context_rows, num_rows), taken from their windows (row_windows)."""
-    return window_values[row_windows(ends, num_rows, context_rows, lookahead)]
 
 
 def segment_window_logits(model: keras.Model, paths: list[str], window: int, stride: int,
@@ -119,7 +104,8 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
             prior: Optional[str] = DEFAULT_PRIOR, lookahead: float = 0.0,
             labels: Optional[str] = None, plot: Optional[str] = None) -> dict:
     """Writes `out` (id,A,B,C,D) and the plot of a whole test session; returns a
-    summary (rows, prior used, temperature, look-ahead, the session plotted).
+    summary (rows, prior used, temperature, stride, look-ahead, the session
+    plotted).
 
     `lookahead` (seconds, >= 0) lets a row's prediction use that much signal after it
     (module docstring); 0 is causal.
@@ -169,7 +155,7 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     progress.close()
     ledger.check_complete()
     summary = {"rows": ledger.count, "run_id": paths.run_id, "temperature": temperature,
-               "lookahead_rows": lookahead_rows}
+               "stride": stride, "lookahead_rows": lookahead_rows}
     if isinstance(target, PriorEstimate):
         target = _estimate_test_prior(target, segments, training_prior, run_info, summary)
         log.info("test prior estimated (--prior %s): %s", prior,

@@ -121,7 +121,7 @@ def estimate_prior_em(probs: np.ndarray, training_prior: np.ndarray, *,
     `weights` [n]: a row with weight w counts as w identical rows.  Prediction
     repeats each window's probabilities for the `stride` rows it covers, so the
     windows' probabilities with their row counts as weights give exactly the
-    all-rows estimate from stride-times fewer rows (~280k for 18M rows at stride 64).
+    all-rows estimate from stride-times fewer rows (~1.1M for 18M rows at stride 16).
     A seeded random subsample of rows (weights None) approximates it, with
     sampling error shrinking as the subsample grows.
     """

@@ -55,7 +55,7 @@ class SegmentTrace:
 def segment_trace(block: int, time: np.ndarray, window_index: np.ndarray,
                   labels: Optional[np.ndarray] = None) -> SegmentTrace:
     """The trace of a segment's own rows: their time, the window predicting each
-    (predict.row_windows) and their labels (UNKNOWN where not known; None: none known)."""
+    (window_rows.row_windows) and their labels (UNKNOWN where not known; None: none known)."""
     starts, ends = _runs(time, window_index)
     if labels is None:
         labels = np.full(time.size, UNKNOWN)

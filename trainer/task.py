@@ -23,6 +23,7 @@ from trainer.config import add_config_arguments, config_from_args
 from trainer.errors import UserError, exit_on_user_error
 from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
 from trainer.prior import DEFAULT_PRIOR, PRIOR_HELP
+from trainer.window_rows import DEFAULT_STRIDE
 
 PROG = "python -m trainer"
 
@@ -65,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                               "split (required)")
     predict.add_argument("--out", required=True, metavar="FILE",
                          help="CSV to write: id,A,B,C,D (required)")
-    predict.add_argument("--stride", type=_at_least(1, int), default=None,
-                         help="rows between predicted windows. Default: 64")
+    predict.add_argument("--stride", type=_at_least(1, int), default=DEFAULT_STRIDE,
+                         help="rows between predicted windows. Default: "
+                              f"{DEFAULT_STRIDE}")
     predict.add_argument("--prior", default=DEFAULT_PRIOR,
                          help=f"the test split's class prior: {PRIOR_HELP}. "
                               f"Default: {DEFAULT_PRIOR}")
@@ -115,11 +117,11 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         print(json.dumps({"run_id": paths.run_id, "run_dir": paths.run_dir}))
     elif args.command == "predict":
-        from trainer.predict import DEFAULT_STRIDE, predict
+        from trainer.predict import predict
 
         with shards_read_whole(args.data):
             summary = predict(args.run, args.data, args.out,
-                              stride=args.stride or DEFAULT_STRIDE, prior=args.prior,
+                              stride=args.stride, prior=args.prior,
                               lookahead=args.lookahead, labels=args.labels, plot=args.plot)
         print(json.dumps(summary))
     else:
