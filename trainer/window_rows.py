@@ -9,8 +9,8 @@ import numpy as np
 
 # Rows (1/16 s) between predicted windows.  A row takes the latest window ending at or
 # before it, so a causal prediction is on average half a stride old: 64 rows scored
-# ~5% worse on the LOFT test sessions at scale 0.1 (README, "Predict every 16 rows"),
-# while each halving of the stride doubles the model's work.
+# ~4% worse on the stand-in's LOFT test sessions at scale 0.1 and ~1% at scale 1, 8 rows
+# hardly better (README, "Predict every 16 rows"); each halving doubles the model's work.
 DEFAULT_STRIDE = 16
 
 
