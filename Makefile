@@ -36,11 +36,12 @@ test-docker: venv
 
 # The demo: every stage on generated data, small enough for ~10 minutes on 2 cores.
 # Training data at DEMO_SCALE, test data at DEMO_TEST_SCALE (the test CSV is 3.7x larger).
-# The trainer's defaults: validation every 25 steps, early stopping, the best epoch exported.
+# The trainer's defaults: validation every 25 steps, early stopping, the best epoch exported;
+# predict's defaults: causal, every 16 rows, the prior estimated (bbse) and balanced.
 DEMO_TRAIN_ARGS ?=
 DEMO_TUNE_ARGS  ?= --algorithm random --max-trials 4 --max-layers 2 --units 32,64 \
                    --batch-sizes 128,256 --augment 0,1 --epochs 10 --patience 3
-DEMO_PRIOR      ?= train
+DEMO_PREDICT_ARGS ?=
 
 demo: venv
 	@echo "== 1/8 generate Kaggle-format CSVs"
@@ -58,7 +59,7 @@ demo: venv
 	$(PY) -m tuning report --tuner-dir $(DEMO_DIR)/tuning
 	@echo "== 6/8 predict the test set"
 	$(PY) -m trainer predict --run $(DEMO_DIR)/job --data $(DEMO_DIR)/data \
-	    --out $(DEMO_DIR)/submission.csv --prior $(DEMO_PRIOR) --labels $(DEMO_DIR)/raw/test_labels.csv
+	    --out $(DEMO_DIR)/submission.csv --labels $(DEMO_DIR)/raw/test_labels.csv $(DEMO_PREDICT_ARGS)
 	@echo "== 7/8 score the submission against test_labels.csv"
 	$(PY) -m trainer score --submission $(DEMO_DIR)/submission.csv --labels $(DEMO_DIR)/raw/test_labels.csv \
 	    > $(DEMO_DIR)/score.json

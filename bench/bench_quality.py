@@ -6,7 +6,8 @@ job (validation by time blocks, and by held-out crews), then for every seed and
 validation scheme:
 
 * trains the default LSTM (`python -m trainer train`, plus --trainer-args), and
-  scores `python -m trainer predict` with each --priors choice against the labels;
+  scores `python -m trainer predict` with each --priors choice against the labels
+  (PRIOR, at predict's default --balance, or PRIOR@BALANCE);
 * the gradient-boosting peer (bench/peer_gbm.py) on the same data and split, once
   (it is deterministic);
 * the band-power linear baseline (bench/baseline_bandpower.py) on the same
@@ -28,7 +29,7 @@ are shorter than real ones (at 0.1: B and D 2 s, C 3-9 s, against B 15 s, D 5-10
 C 30-90 s at scale 1) while training blocks keep their full length: scale 1
 is the faithful test, scale 0.1 a harder and faster one (about 20 min against 60).
 
-Targets (issue 10), judged with predict's default prior: the default LSTM's test
+Targets (issue 10), judged with predict's default prior and balance: the default LSTM's test
 log loss <= 0.8x the GBM peer's, overall and balanced (bar 1.0x); its balanced
 validation log loss below the band-power baseline's, on time blocks and on
 held-out crews.
@@ -53,11 +54,21 @@ import peer_gbm  # noqa: E402
 from measure import measure  # noqa: E402
 
 from trainer import record_spec as spec  # noqa: E402
-from trainer.prior import DEFAULT_PRIOR  # noqa: E402
+from trainer.prior import DEFAULT_BALANCE, DEFAULT_PRIOR  # noqa: E402
 from trainer.score import score  # noqa: E402
 
 SCHEMES = {"time-blocks": [], "holdout-crews": ["--holdout-crews", "3,7"]}
 TARGET_RATIO, BAR_RATIO = 0.8, 1.0
+PRIOR_CHOICES = "bbse,train,em,bbse@0,train@0,em@0,none"
+
+
+def predict_options(choice: str) -> list[str]:
+    """predict's --prior and --balance for a --priors entry: PRIOR (at predict's default
+    balance) or PRIOR@BALANCE; `none` moves nothing, so it takes no balance."""
+    prior, at, balance = choice.partition("@")
+    if prior == "none":
+        return ["--prior", prior]
+    return ["--prior", prior, "--balance", balance if at else f"{DEFAULT_BALANCE:g}"]
 
 
 def run_checked(command: list[str], what: str) -> dict:
@@ -93,7 +104,8 @@ def preprocess(work: str, raw: str, scheme: str, window: Optional[int], data_see
 
 def lstm(work: str, data_dir: str, labels: str, scheme: str, seed: int, trainer_args: list[str],
          priors: list[str], repredict: bool = False) -> dict:
-    """Trains the LSTM and scores its submission under each prior choice; with
+    """Trains the LSTM and scores its submission under each prior choice
+    (predict_options); with
     `repredict`, a run trained before is scored again (after a change to predict)."""
     job = os.path.join(work, "lstm", scheme, f"seed{seed}")
     result_path = job + ".json"
@@ -117,8 +129,8 @@ def lstm(work: str, data_dir: str, labels: str, scheme: str, seed: int, trainer_
         submission = os.path.join(job, f"submission-{prior}.csv")
         # The job directory: predict takes the run it names as LATEST.
         predicted = run_checked([sys.executable, "-m", "trainer", "predict", "--run", job,
-                                 "--data", data_dir, "--out", submission, "--prior", prior],
-                                "predict")
+                                 "--data", data_dir, "--out", submission,
+                                 *predict_options(prior)], "predict")
         metrics = score(submission, labels)
         result["test"][prior] = {"log_loss": metrics["log_loss"],
                                  "balanced_log_loss": metrics["balanced_log_loss"],
@@ -145,7 +157,7 @@ def table(results: dict, priors: list[str]) -> str:
         return "" if s is None else f"{s['mean']:.3f} ± {s['sd']:.3f}"
 
     for scheme, r in results["schemes"].items():
-        rows = [(f"LSTM, --prior {p}", r["lstm"][p]) for p in priors]
+        rows = [("LSTM, " + " ".join(predict_options(p)), r["lstm"][p]) for p in priors]
         rows += [("GBM peer (LightGBM)", r["gbm"]), ("band-power linear baseline", r["baseline"]),
                  ("band-power baseline without levels", r["baseline_without_levels"]),
                  ("constant training prior", r["constant"])]
@@ -168,8 +180,9 @@ def main() -> None:
                         help="the Beam job's --window (default: its own default)")
     parser.add_argument("--schemes", default=",".join(SCHEMES),
                         help=f"validation schemes; default {','.join(SCHEMES)}")
-    parser.add_argument("--priors", default="bbse,em,train,none",
-                        help="predict --prior choices scored; default bbse,em,train,none")
+    parser.add_argument("--priors", default=PRIOR_CHOICES,
+                        help="predict choices scored: --prior, at predict's default --balance "
+                             f"({DEFAULT_BALANCE:g}), or PRIOR@BALANCE; default {PRIOR_CHOICES}")
     parser.add_argument("--repredict", action="store_true",
                         help="score the runs trained before again with today's predict "
                              "(after a change to predict; training is not repeated)")
@@ -214,7 +227,8 @@ def main() -> None:
                          for k in ("log_loss", "balanced_log_loss")},
         }
         r = results["schemes"][scheme]
-        # The targets are about what `predict` does by default.
+        # The targets are about what `predict` does by default (a bare prior takes the
+        # default balance).
         judged = DEFAULT_PRIOR if DEFAULT_PRIOR in priors else priors[0]
         ratios = {k: r["lstm"][judged][k]["mean"] / r["gbm"][k]["mean"]
                   for k in ("log_loss", "balanced_log_loss")}

@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import bench_quality  # noqa: E402
 
+from trainer.prior import DEFAULT_BALANCE  # noqa: E402
 from trainer.score import score  # noqa: E402
 from trainer.task import main  # noqa: E402
 from trainer.window_rows import DEFAULT_STRIDE  # noqa: E402
@@ -55,3 +56,10 @@ def test_repredict_scores_the_trained_run_again_without_training(bench_work, tra
         "best_epoch": 3, "valid_balanced_log_loss": 0.5}
     with open(os.path.join(bench_work, "lstm", "time-blocks", "seed0.json")) as f:
         assert json.load(f) == result
+
+
+def test_a_prior_choice_may_name_its_balance():
+    assert bench_quality.predict_options("bbse") == ["--prior", "bbse", "--balance",
+                                                     f"{DEFAULT_BALANCE:g}"]
+    assert bench_quality.predict_options("train@0") == ["--prior", "train", "--balance", "0"]
+    assert bench_quality.predict_options("none") == ["--prior", "none"]

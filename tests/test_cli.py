@@ -91,7 +91,7 @@ def test_user_errors_name_the_file_or_option(args, prog, message, tmp_path, caps
     assert message.format(tmp=tmp_path) in _one_error_line(capsys, prog)
 
 
-# --- 6: no abbreviations; range options and --stats say what is wrong
+# --- 6: no abbreviations; numeric options and --stats say what is wrong
 
 
 @pytest.mark.parametrize("parse, args, unrecognized", [
@@ -112,15 +112,28 @@ def test_beam_preprocess_passes_an_abbreviation_on_rather_than_expanding_it():
     assert known.valid_fraction == 0.2 and beam_args == ["--valid-frac", "0.5"]
 
 
-@pytest.mark.parametrize("value, message", [
-    ("0.3", "argument --dropout-range: '0.3' is not LOW,HIGH (two numbers"),
-    ("0.1,0.2,0.3", "argument --dropout-range: '0.1,0.2,0.3' is not LOW,HIGH"),
-    ("0.3,0.1", "argument --dropout-range: '0.3,0.1': LOW 0.3 is above HIGH 0.1"),
+TUNING_SEARCH = ["search", "--data", "d", "--tuner-dir", "t"]
+TRAINER_PREDICT = ["predict", "--run", "r", "--data", "d", "--out", "o"]
+
+
+@pytest.mark.parametrize("parse, args, message", [
+    (tuning_parser().parse_args, TUNING_SEARCH + ["--dropout-range", "0.3"],
+     "argument --dropout-range: '0.3' is not LOW,HIGH (two numbers"),
+    (tuning_parser().parse_args, TUNING_SEARCH + ["--dropout-range", "0.1,0.2,0.3"],
+     "argument --dropout-range: '0.1,0.2,0.3' is not LOW,HIGH"),
+    (tuning_parser().parse_args, TUNING_SEARCH + ["--dropout-range", "0.3,0.1"],
+     "argument --dropout-range: '0.3,0.1': LOW 0.3 is above HIGH 0.1"),
+    (trainer_parser().parse_args, TRAINER_PREDICT + ["--balance", "1.5"],
+     "argument --balance: '1.5' is above 1"),
+    (trainer_parser().parse_args, TRAINER_PREDICT + ["--balance", "-0.1"],
+     "argument --balance: '-0.1' is below 0"),
+    (trainer_parser().parse_args, TRAINER_PREDICT + ["--balance", "half"],
+     "argument --balance: 'half' is not a float number"),
 ])
-def test_range_options_take_two_ordered_numbers(value, message, capsys):
+def test_numeric_options_say_what_is_wrong(parse, args, message, capsys):
+    """A range takes two ordered numbers; a share is a number from 0 to 1."""
     with pytest.raises(SystemExit):
-        tuning_parser().parse_args(["search", "--data", "d", "--tuner-dir", "t",
-                                    "--dropout-range", value])
+        parse(args)
     assert message in capsys.readouterr().err
 
 

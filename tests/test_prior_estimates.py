@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from trainer.metrics import row_log_losses, softmax
-from trainer.prior import (MIN_ESTIMATED_SHARE, PRIOR_HELP, PriorEstimate, correct_prior,
-                           estimate_prior_bbse, estimate_prior_em, parse_prior, soft_confusion)
+from trainer.prior import (MIN_ESTIMATED_SHARE, PRIOR_HELP, PriorEstimate, balance_prior,
+                           correct_prior, estimate_prior_bbse, estimate_prior_em, parse_prior,
+                           soft_confusion)
 
 TEST_PRIOR = np.array([0.88, 0.02, 0.06, 0.04])
 UNIFORM = np.full(4, 0.25)
@@ -27,6 +28,12 @@ def calibrated_posteriors(training_prior: np.ndarray, n: int = 20_000, seed: int
 
 def mean_log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(row_log_losses(probs, labels).mean())
+
+
+def balanced_log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The mean over classes of each class's mean log loss."""
+    losses = row_log_losses(probs, labels)
+    return float(np.mean([losses[labels == c].mean() for c in range(4)]))
 
 
 @pytest.mark.parametrize("training_prior", [UNIFORM, np.array([0.4, 0.3, 0.2, 0.1])])
@@ -146,3 +153,29 @@ def test_bbse_keeps_the_floor_and_ignores_classes_never_validated():
     assert prior[1] == 0.0 and prior[3] == pytest.approx(MIN_ESTIMATED_SHARE)
     assert prior.sum() == pytest.approx(1.0)
     assert parse_prior("bbse", None) is PriorEstimate.BBSE
+
+
+def test_balance_mixes_the_uniform_prior_into_the_target():
+    np.testing.assert_allclose(balance_prior(TEST_PRIOR, 0.0), TEST_PRIOR)
+    np.testing.assert_allclose(balance_prior(TEST_PRIOR, 1.0), UNIFORM)
+    np.testing.assert_allclose(balance_prior(TEST_PRIOR, 0.5), (TEST_PRIOR + UNIFORM) / 2)
+    assert balance_prior(TEST_PRIOR, 0.3).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="balance"):
+        balance_prior(TEST_PRIOR, 1.5)
+
+
+def test_half_balance_is_best_for_the_mean_of_overall_and_balanced_log_loss():
+    """A calibrated model moved to the true test prior mixed half and half with the
+    uniform scores the lowest mean of the two figures (prior.balance_prior); all the
+    way to the test prior is best overall, the uniform best balanced."""
+    probs, labels = calibrated_posteriors(UNIFORM, n=200_000)
+    balances = [0.0, 0.25, 0.5, 0.75, 1.0]
+    moved = [correct_prior(probs, UNIFORM, balance_prior(TEST_PRIOR, b)) for b in balances]
+    overall = np.array([mean_log_loss(p, labels) for p in moved])
+    balanced = np.array([balanced_log_loss(p, labels) for p in moved])
+    assert balances[int(np.argmin(overall))] == 0.0
+    assert balances[int(np.argmin(balanced))] == 1.0
+    assert balances[int(np.argmin(overall + balanced))] == 0.5
+    # Both figures are given something for it: against either end, the half-way prior
+    # loses less on one figure than it gains on the other.
+    assert (overall + balanced)[2] < min((overall + balanced)[0], (overall + balanced)[4]) - 0.05

@@ -10,7 +10,8 @@ import pytest
 
 from trainer import data, run_dir
 from trainer.predict import IdLedger
-from trainer.prior import correct_prior, estimate_prior_bbse, estimate_prior_em
+from trainer.prior import (DEFAULT_BALANCE, balance_prior, correct_prior, estimate_prior_bbse,
+                           estimate_prior_em)
 from trainer.score import score
 from trainer.task import main
 from trainer.window_rows import DEFAULT_STRIDE, rows_from_windows
@@ -45,10 +46,11 @@ def test_submission_scores_well_below_chance(submission, trainer_data_dir):
 
 def test_prior_option_applies_bayes_rule(submission, trainer_trained_job, trainer_data_dir,
                                          tmp_path):
+    """Explicit shares with --balance 0: Bayes' rule to exactly those shares."""
     shares = "A=0.58,B=0.03,C=0.34,D=0.05"
     out = str(tmp_path / "prior.csv")
     assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
-                 "--out", out, "--stride", "16", "--prior", shares]) == 0
+                 "--out", out, "--stride", "16", "--prior", shares, "--balance", "0"]) == 0
     plain = pd.read_csv(submission).set_index("id").sort_index()
     corrected = pd.read_csv(out).set_index("id").sort_index()
     training_prior = run_dir.read_json(
@@ -69,7 +71,7 @@ def _predict_summary(capsys, *args: str) -> dict:
 def test_prior_em_is_estimated_from_the_test_predictions(
         submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
     """--prior em: the EM estimate from the same probabilities the plain submission
-    holds (every row counted once), then Bayes' rule."""
+    holds (every row counted once), balanced (the default --balance), then Bayes' rule."""
     out = str(tmp_path / "em.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
                                "--out", out, "--stride", "16", "--prior", "em")
@@ -77,7 +79,10 @@ def test_prior_em_is_estimated_from_the_test_predictions(
     training_prior = np.array(run_dir.read_json(
         run_dir.find_run(trainer_trained_job).file("run.json"))["training_prior"])
     expected_prior, _ = estimate_prior_em(plain, training_prior)
-    np.testing.assert_allclose(summary["prior"], expected_prior, atol=2e-4)
+    np.testing.assert_allclose(summary["target_prior"], expected_prior, atol=2e-4)
+    assert summary["balance"] == DEFAULT_BALANCE
+    np.testing.assert_allclose(summary["prior"], balance_prior(np.array(summary["target_prior"]),
+                                                               DEFAULT_BALANCE))
     assert 0 < summary["em_iterations"] < 1000 and summary["temperature"] > 0
     corrected = pd.read_csv(out).set_index("id").sort_index().to_numpy()
     np.testing.assert_allclose(corrected, correct_prior(plain, training_prior,
@@ -85,33 +90,47 @@ def test_prior_em_is_estimated_from_the_test_predictions(
                                rtol=1e-3, atol=1e-5)
 
 
-def test_default_prior_is_the_training_prior(
+def test_default_prior_is_the_bbse_estimate_balanced_half_way(
         submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
-    """No --prior: Bayes' rule from the prior the model trained under (run.json) to the
-    training rows' class shares (the manifest's counts).  No --stride: the default."""
+    """No --prior, --balance or --stride: the BBSE estimate of the test prior, half of
+    it mixed with the uniform, then Bayes' rule from the prior the model trained under
+    (run.json)."""
     out = str(tmp_path / "default.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
                                "--out", out)
-    assert summary["stride"] == DEFAULT_STRIDE
+    assert summary["stride"] == DEFAULT_STRIDE and summary["balance"] == DEFAULT_BALANCE == 0.5
+    run_info = run_dir.read_json(run_dir.find_run(trainer_trained_job).file("run.json"))
+    plain = pd.read_csv(submission).set_index("id").sort_index().to_numpy(np.float64)
+    estimate = estimate_prior_bbse(plain.mean(axis=0), np.array(run_info["valid_soft_confusion"]))
+    np.testing.assert_allclose(summary["target_prior"], estimate, atol=2e-4)
+    mixed = (np.array(summary["target_prior"]) + 0.25) / 2
+    np.testing.assert_allclose(summary["prior"], mixed, atol=1e-12)
+    corrected = pd.read_csv(out).set_index("id").sort_index().to_numpy()
+    np.testing.assert_allclose(corrected, correct_prior(plain, np.array(run_info["training_prior"]),
+                                                        mixed), rtol=1e-3, atol=1e-5)
+
+
+def test_prior_train_takes_the_training_rows_shares(
+        submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
+    """--prior train --balance 0: the training rows' class shares (the manifest's
+    counts), as they are."""
+    out = str(tmp_path / "train.csv")
+    summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
+                               "--out", out, "--prior", "train", "--balance", "0")
     rows = data.read_manifest(trainer_data_dir)["splits"]["train"]["rows_per_class"]
     train_shares = np.array([rows.get(c, 0) for c in "ABCD"], dtype=np.float64)
     train_shares /= train_shares.sum()
     np.testing.assert_allclose(summary["prior"], train_shares, atol=1e-9)
-    model_prior = np.array(run_dir.read_json(
-        run_dir.find_run(trainer_trained_job).file("run.json"))["training_prior"])
-    plain = pd.read_csv(submission).set_index("id").sort_index().to_numpy(np.float64)
-    corrected = pd.read_csv(out).set_index("id").sort_index().to_numpy()
-    np.testing.assert_allclose(corrected, correct_prior(plain, model_prior, train_shares),
-                               rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(summary["target_prior"], train_shares, atol=1e-9)
 
 
 def test_prior_bbse_is_estimated_with_the_validation_confusion(
         submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
-    """--prior bbse: black-box shift estimation from the mean test prediction and the
-    validation confusion that `train` stored in run.json."""
+    """--prior bbse --balance 0: black-box shift estimation from the mean test
+    prediction and the validation confusion that `train` stored in run.json."""
     out = str(tmp_path / "bbse.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
-                               "--out", out, "--stride", "16", "--prior", "bbse")
+                               "--out", out, "--stride", "16", "--prior", "bbse", "--balance", "0")
     run_info = run_dir.read_json(run_dir.find_run(trainer_trained_job).file("run.json"))
     confusion = np.array(run_info["valid_soft_confusion"])
     assert confusion.shape == (4, 4)
@@ -213,7 +232,7 @@ def test_id_ledger_catches_duplicates_and_gaps():
         ledger.add(np.array([7]))
 
 
-def test_default_prior_works_on_a_test_only_data_directory(
+def test_prior_train_works_on_a_test_only_data_directory(
         trainer_trained_job, trainer_data_dir, tmp_path, capsys):
     """A test split preprocessed on its own (beam_preprocess --test --stats) has no
     training counts: `--prior train` takes the shares of the rows the run trained on."""
@@ -223,7 +242,8 @@ def test_default_prior_works_on_a_test_only_data_directory(
     manifest["splits"] = {"test": manifest["splits"]["test"]}
     (test_only / "manifest.json").write_text(json.dumps(manifest))
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", str(test_only),
-                               "--out", str(tmp_path / "sub.csv"), "--stride", "16")
+                               "--out", str(tmp_path / "sub.csv"), "--stride", "16",
+                               "--prior", "train", "--balance", "0")
     rows = run_dir.read_json(run_dir.find_run(trainer_trained_job).file("run.json"))[
         "train_rows_per_class"]
     shares = np.array([rows[c] for c in "ABCD"], dtype=np.float64)

@@ -34,8 +34,8 @@ from trainer.errors import UserError
 from trainer.figures import save_figure
 from trainer.metrics import softmax
 from trainer.model import logits_function
-from trainer.prior import (DEFAULT_PRIOR, PriorEstimate, correct_prior, estimate_prior_bbse,
-                           estimate_prior_em, parse_prior)
+from trainer.prior import (DEFAULT_BALANCE, DEFAULT_PRIOR, PriorEstimate, balance_prior,
+                           correct_prior, estimate_prior_bbse, estimate_prior_em, parse_prior)
 from trainer.progress import Progress
 from trainer.score import read_labels
 from trainer.session_plot import (UNKNOWN, most_changing_session, segment_trace,
@@ -101,24 +101,28 @@ class IdLedger:
 
 
 def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
-            prior: Optional[str] = DEFAULT_PRIOR, lookahead: float = 0.0,
-            labels: Optional[str] = None, plot: Optional[str] = None) -> dict:
+            prior: Optional[str] = DEFAULT_PRIOR, balance: float = DEFAULT_BALANCE,
+            lookahead: float = 0.0, labels: Optional[str] = None,
+            plot: Optional[str] = None) -> dict:
     """Writes `out` (id,A,B,C,D) and the plot of a whole test session; returns a
-    summary (rows, prior used, temperature, stride, look-ahead, the session
-    plotted).
+    summary (rows, the prior aimed at and the prior used, temperature, stride,
+    look-ahead, the session plotted).
 
     `lookahead` (seconds, >= 0) lets a row's prediction use that much signal after it
     (module docstring); 0 is causal.
 
     The run's temperature (fitted on validation) is applied first, then the prior
-    correction.  An estimated prior (`bbse`, `em`) needs all test predictions before
-    any row is written, so the windows' probabilities are kept in memory (4 floats
-    per window, not per row).  `plot` (default: beside `out`, `<name>_session.png`)
+    correction, to the target prior with the share `balance` of the uniform mixed in
+    (prior.balance_prior).  An estimated prior (`bbse`, `em`) needs all test
+    predictions before any row is written, so the windows' probabilities are kept in
+    memory (4 floats per window, not per row).  `plot` (default: beside `out`, `<name>_session.png`)
     shows the test session with the most label changes in `labels` (a CSV id,event;
     its band only where an id is labelled), or without labels the first session.
     """
     if lookahead < 0:
         raise UserError(f"--lookahead {lookahead:g}: give 0 (causal) or more seconds")
+    if not 0.0 <= balance <= 1.0:
+        raise UserError(f"--balance {balance:g}: give a share from 0 to 1")
     lookahead_rows = round(lookahead * spec.SAMPLE_RATE_HZ)
     paths = run_dir.find_run(run)
     config = TrainConfig.load(paths.file("config.json"))
@@ -160,6 +164,12 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         target = _estimate_test_prior(target, segments, training_prior, run_info, summary)
         log.info("test prior estimated (--prior %s): %s", prior,
                  ", ".join(f"{c} {p:.3f}" for c, p in zip(spec.CLASSES, target)))
+    if target is not None:
+        summary["target_prior"] = target.tolist()
+        target = balance_prior(target, balance)
+        summary["balance"] = balance
+        log.info("prior corrected to %s (--balance %g)", ", ".join(
+            f"{c} {p:.3f}" for c, p in zip(spec.CLASSES, target)), balance)
     summary["prior"] = None if target is None else target.tolist()
     changes: dict[tuple, int] = {}
     for key, part in traces:
@@ -178,7 +188,7 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     trace = session_trace(
         f"test session crew {crew} seat {seat} {experiment.decode()}",
         f"temperature {temperature:.2f}, prior " + ("of training" if target is None else
-                                                    "corrected")
+                                                    f"corrected (balance {balance:g})")
         + (f", look-ahead {lookahead:g} s" if lookahead_rows else ""), shown_parts)
     plot = plot or posixpath.splitext(out)[0] + "_session.png"
     save_figure(session_figure(trace), plot)
@@ -214,7 +224,8 @@ def _estimate_test_prior(estimate: PriorEstimate, segments: list, training_prior
     confusion = run_info.get("valid_soft_confusion")
     if confusion is None:
         raise UserError("--prior bbse needs the validation confusion that `trainer train` "
-                         "stores in run.json (valid_soft_confusion): retrain, or use --prior em")
+                         "stores in run.json (valid_soft_confusion): retrain, or use --prior "
+                         "train or em")
     return estimate_prior_bbse(np.average(probs, axis=0, weights=weights), np.array(confusion))
 
 

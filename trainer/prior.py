@@ -5,7 +5,8 @@ likely; the test data is not (A ~58%, B ~3%).  Bayes' rule moves it to a target
 prior: p'(c) is proportional to p(c) * target(c) / training_prior(c).  The
 target is either given or estimated from the unlabelled test predictions: by
 black-box shift estimation with the validation confusion (`estimate_prior_bbse`)
-or by EM (`estimate_prior_em`).
+or by EM (`estimate_prior_em`); `balance_prior` then mixes the uniform prior into
+it, so the balanced (mean per class) log loss is not given away for the overall.
 """
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ PRIOR_HELP = ("none (keep the training prior), train (the training rows' class s
               "or explicit shares like A=0.58,B=0.03,C=0.34,D=0.05")
 
 
-# The target prior `predict` uses unless told otherwise: the choice that scored best
-# on unseen test sessions, overall and balanced together (README, "Model quality").
-DEFAULT_PRIOR = "train"
+# The target prior `predict` uses unless told otherwise, and the share of the uniform
+# prior mixed into it (balance_prior): together the choice that scored best on unseen
+# test sessions, overall and balanced (README, "Predict" and "Model quality").
+DEFAULT_PRIOR = "bbse"
+DEFAULT_BALANCE = 0.5
+
+BALANCE_HELP = ("the share of the uniform prior mixed into the target prior: 0 aims at the "
+                "overall log loss alone, 1 at the balanced (mean per class) log loss alone, "
+                "0.5 at the mean of the two; no effect with --prior none")
 
 
 # The smallest share an estimate may give a class the model was trained on (see
@@ -82,6 +89,22 @@ def _explicit_shares(text: str) -> np.ndarray:
     if missing:
         raise UserError(f"--prior {text!r}: no share for {missing}")
     return np.array([values[c] for c in CLASSES])
+
+
+def balance_prior(target: np.ndarray, balance: float) -> np.ndarray:
+    """`target` with the share `balance` (0-1) of the uniform prior mixed in.
+
+    The overall log loss weighs each class by its share of the test rows (q), the
+    balanced one equally (u, uniform).  A weighted mean of the two, (1 - w) * overall
+    + w * balanced, is the log loss of rows whose classes fall by the mixed prior
+    m = (1 - w) q + w u, with the classes' signals unchanged, so the Bayes-optimal
+    probabilities for it are the model's moved to m: with w = 0.5, to the mean of
+    the test prior and the uniform.  Moving all the way to q (w = 0) makes every
+    row of a rare class cost more, which only the overall figure rewards.
+    """
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"balance must be from 0 to 1, got {balance}")
+    return (1.0 - balance) * np.asarray(target, dtype=np.float64) + balance / NUM_CLASSES
 
 
 def correct_prior(probs: np.ndarray, training_prior: np.ndarray,

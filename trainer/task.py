@@ -2,7 +2,7 @@
 
     train    --data DIR --job-dir DIR [--config FILE] [--<hyperparameter> VALUE ...]
     predict  --run DIR --data DIR --out submission.csv [--stride N] [--prior P]
-             [--lookahead SECONDS] [--labels FILE] [--plot FILE]
+             [--balance SHARE] [--lookahead SECONDS] [--labels FILE] [--plot FILE]
     score    --submission FILE --labels FILE
 
 DIRs and files may be local or gs://.  On Vertex AI, --job-dir defaults to the
@@ -22,14 +22,14 @@ from trainer import console
 from trainer.config import add_config_arguments, config_from_args
 from trainer.errors import UserError, exit_on_user_error
 from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
-from trainer.prior import DEFAULT_PRIOR, PRIOR_HELP
+from trainer.prior import BALANCE_HELP, DEFAULT_BALANCE, DEFAULT_PRIOR, PRIOR_HELP
 from trainer.window_rows import DEFAULT_STRIDE
 
 PROG = "python -m trainer"
 
 
-def _at_least(low: float, kind: type) -> Callable[[str], float]:
-    """An argparse type: a number of `kind` >= low."""
+def _number(kind: type, low: float, high: Optional[float] = None) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` >= low (and <= high, if given)."""
     def parse(text: str):
         try:
             value = kind(text)
@@ -37,6 +37,8 @@ def _at_least(low: float, kind: type) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__} number") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"{text!r} is below {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} is above {high:g}")
         return value
     return parse
 
@@ -66,13 +68,15 @@ def _parser() -> argparse.ArgumentParser:
                               "split (required)")
     predict.add_argument("--out", required=True, metavar="FILE",
                          help="CSV to write: id,A,B,C,D (required)")
-    predict.add_argument("--stride", type=_at_least(1, int), default=DEFAULT_STRIDE,
+    predict.add_argument("--stride", type=_number(int, 1), default=DEFAULT_STRIDE,
                          help="rows between predicted windows. Default: "
                               f"{DEFAULT_STRIDE}")
     predict.add_argument("--prior", default=DEFAULT_PRIOR,
                          help=f"the test split's class prior: {PRIOR_HELP}. "
                               f"Default: {DEFAULT_PRIOR}")
-    predict.add_argument("--lookahead", type=_at_least(0, float), default=0.0, metavar="SECONDS",
+    predict.add_argument("--balance", type=_number(float, 0, 1), default=DEFAULT_BALANCE,
+                         metavar="SHARE", help=f"{BALANCE_HELP}. Default: {DEFAULT_BALANCE:g}")
+    predict.add_argument("--lookahead", type=_number(float, 0), default=0.0, metavar="SECONDS",
                          help="seconds of signal after a row that its prediction may use: 0 is "
                               "causal (what a live monitor knows at that row); e.g. 0.5 for "
                               "scoring whole recordings offline, since a state shows in the "
@@ -121,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
 
         with shards_read_whole(args.data):
             summary = predict(args.run, args.data, args.out,
-                              stride=args.stride, prior=args.prior,
+                              stride=args.stride, prior=args.prior, balance=args.balance,
                               lookahead=args.lookahead, labels=args.labels, plot=args.plot)
         print(json.dumps(summary))
     else:
