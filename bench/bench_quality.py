@@ -29,9 +29,9 @@ are shorter than real ones (at 0.1: B and D 2 s, C 3-9 s, against B 15 s, D 5-10
 C 30-90 s at scale 1) while training blocks keep their full length: scale 1
 is the faithful test, scale 0.1 a harder and faster one (about 20 min against 60).
 
-Targets (issue 10), judged with predict's default prior and balance: the default LSTM's test
-log loss <= 0.8x the GBM peer's, overall and balanced (bar 1.0x); its balanced
-validation log loss below the band-power baseline's, on time blocks and on
+Targets (issue 10), judged with predict's default prior and balance: the default
+LSTM's test log loss <= 0.8x the GBM peer's, overall and balanced (bar 1.0x); its
+balanced validation log loss below the band-power baseline's, on time blocks and on
 held-out crews.
 """
 from __future__ import annotations
@@ -105,8 +105,8 @@ def preprocess(work: str, raw: str, scheme: str, window: Optional[int], data_see
 def lstm(work: str, data_dir: str, labels: str, scheme: str, seed: int, trainer_args: list[str],
          priors: list[str], repredict: bool = False) -> dict:
     """Trains the LSTM and scores its submission under each prior choice
-    (predict_options); with
-    `repredict`, a run trained before is scored again (after a change to predict)."""
+    (predict_options); with `repredict`, a run trained before is scored again (after
+    a change to predict)."""
     job = os.path.join(work, "lstm", scheme, f"seed{seed}")
     result_path = job + ".json"
     if os.path.exists(result_path):

@@ -115,9 +115,10 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     correction, to the target prior with the share `balance` of the uniform mixed in
     (prior.balance_prior).  An estimated prior (`bbse`, `em`) needs all test
     predictions before any row is written, so the windows' probabilities are kept in
-    memory (4 floats per window, not per row).  `plot` (default: beside `out`, `<name>_session.png`)
-    shows the test session with the most label changes in `labels` (a CSV id,event;
-    its band only where an id is labelled), or without labels the first session.
+    memory (4 floats per window, not per row).  `plot` (default: beside `out`,
+    `<name>_session.png`) shows the test session with the most label changes in
+    `labels` (a CSV id,event; its band only where an id is labelled), or without
+    labels the first session.
     """
     if lookahead < 0:
         raise UserError(f"--lookahead {lookahead:g}: give 0 (causal) or more seconds")
