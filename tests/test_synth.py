@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from beam_preprocess.kaggle_schema import CREWS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_EXPERIMENTS
-from beam_preprocess.synth import generate, layout, main, signals, writer
+from beam_preprocess.synth import generate, layout, main, physiology, signals, writer
+from beam_preprocess.synth.physiology.signature import REGIONS
 from trainer.record_spec import CLASSES
 
 SCALE = 0.02
@@ -115,13 +116,13 @@ def test_scale_one_label_blocks_are_laid_out_like_the_real_ones():
     assert np.mean(ss[0] != ss[1]) < 4 * 0.1 * 256 / len(ss[0])
 
 
-def layout_shares(scale: float, experiments) -> tuple[dict, set]:
+def layout_shares(scale: float, experiments, events: str = "scaled") -> tuple[dict, set]:
     """Class shares over all sessions of `experiments`, and the (crew, class) pairs seen."""
     counts = np.zeros(len(CLASSES))
     seen = set()
     for crew in CREWS:
         for experiment in experiments:
-            for labels in layout.build_session(0, crew, experiment, scale).labels:
+            for labels in layout.build_session(0, crew, experiment, scale, events=events).labels:
                 counts += np.bincount(labels, minlength=len(CLASSES))
                 seen.update((crew, CLASSES[k]) for k in np.unique(labels))
     return dict(zip(CLASSES, counts / counts.sum())), seen
@@ -313,6 +314,13 @@ def test_bad_arguments_are_refused_clearly(tmp_path):
         main(["--out", str(tmp_path), "--splits", "train,valid"])
     with pytest.raises(SystemExit, match="scale must be positive"):
         main(["--out", str(tmp_path), "--scale", "0"])
+    for option, value in (("--physiology", "calm"), ("--events", "squeezed")):
+        result = subprocess.run([sys.executable, "-m", "beam_preprocess.synth", "--out", str(tmp_path),
+                                 option, value], capture_output=True, text=True)
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 2 and last.startswith(f"pilotstate-synth: error: argument {option}")
+        assert f"invalid choice: '{value}'" in last
+    assert not os.listdir(tmp_path)
 
 
 def test_values_are_written_as_plain_decimals():
@@ -334,8 +342,206 @@ def test_time_text_sorts_like_the_real_files():
 
 
 def test_single_sample_spread_is_the_same_in_every_state(synth_train):
-    assert np.allclose(signals.EEG_BAND_SHARES.sum(axis=1), 1.0)
+    assert np.allclose(physiology.get("band-shares").eeg_band_shares.sum(axis=1), 1.0)
     seats = synth_train.groupby(["crew", "seat"])[EEG]
     z = (synth_train[EEG] - seats.transform("median")) / seats.transform("std")
     spread = z.abs().median(axis=1).groupby(synth_train.event).median()
     assert spread.max() / spread.min() < 1.1, spread.to_dict()
+
+
+# Events at their real length (--events real) -----------------------------------------
+
+
+def test_real_events_keep_their_length_when_sessions_shrink():
+    for crew in CREWS:
+        ss = layout.build_session(0, crew, "SS", 0.1, events="real").labels[0]
+        da = layout.build_session(0, crew, "DA", 0.1, events="real").labels[0]
+        ca = layout.build_session(0, crew, "CA", 0.1, events="real").labels[0]
+        # At least one block of the session's state, each as long as at scale 1.
+        assert runs(ss, layout.LABEL["B"]) and all(3_500 < n < 4_200 for n in runs(ss, layout.LABEL["B"]))
+        assert runs(da, layout.LABEL["D"]) and all(1_200 < n < 1_400 for n in runs(da, layout.LABEL["D"]))
+        prefix = runs(ca, layout.LABEL["A"])[0] / 256  # the real 0.5-0.8 s (crew 1: 6.6 s), +-jitter
+        assert 6.5 < prefix < 6.7 if crew == 1 else 0.45 < prefix < 0.85
+    # Squeezed, the same sessions' B blocks are a fraction of that.
+    squeezed = layout.build_session(0, 2, "SS", 0.1).labels[0]
+    assert max(runs(squeezed, layout.LABEL["B"])) < 1_000
+
+
+def test_real_loft_events_are_as_long_as_at_full_scale_and_fewer():
+    lengths = {name: [] for name in "BCD"}
+    for crew in CREWS:
+        labels = layout.build_session(0, crew, "LOFT", 0.1, events="real").labels[0]
+        for name in lengths:
+            inner = runs(labels, layout.LABEL[name])
+            # a block cut by the session's ends is shorter: look at the inner ones
+            starts_or_ends_cut = labels[0] == layout.LABEL[name] or labels[-1] == layout.LABEL[name]
+            lengths[name] += inner[1:-1] if starts_or_ends_cut else inner
+    assert all(14 * 256 < n < 16 * 256 for n in lengths["B"])
+    assert all(29 * 256 < n < 91 * 256 for n in lengths["C"])
+    assert all(4.9 * 256 < n < 10.1 * 256 for n in lengths["D"])
+    shares, _ = layout_shares(0.1, ["LOFT"], events="real")
+    assert 0.8 < shares["A"] < 0.95
+
+
+def test_real_event_sessions_are_long_enough_to_hold_a_startle():
+    assert layout.session_rows(1, "SS", 0.01, "real") == layout.REAL_EVENTS_MIN_SESSION_SECONDS * 256
+    expected = layout.expected_rows(0.01, "real")
+    built = sum(2 * layout.build_session(0, c, e, 0.01, events="real").num_rows
+                for c in CREWS for e in TRAIN_EXPERIMENTS)
+    assert built == expected["train"]
+    with pytest.raises(ValueError, match="unknown events 'squeezed'"):
+        layout.build_session(0, 1, "CA", 0.1, events="squeezed")
+
+
+# Physiologies ------------------------------------------------------------------------
+
+WHERE_WINDOW = 1024  # 4 s: rates and band powers need a few seconds
+FAMILIES = ("eeg", "autonomic", "artefacts")
+
+
+def where_features(window: pd.DataFrame) -> dict[str, np.ndarray]:
+    """One window's features by where they look: EEG band powers and shares per region;
+    heart and breathing rate, breathing depth, skin level and slope; blink/movement
+    (<2 Hz frontal) and muscle (>60 Hz) power."""
+    channels = [name for region in REGIONS.values() for name in region]
+    eeg = window[channels].to_numpy()
+    eeg = eeg - eeg.mean(0)
+    freqs = np.fft.rfftfreq(len(eeg), 1 / 256)
+    power = np.abs(np.fft.rfft(eeg, axis=0)) ** 2
+    bands = np.stack([power[(freqs >= lo) & (freqs < hi)].sum(0)
+                      for lo, hi in ((1, 4), (4, 8), (8, 13), (13, 30), (30, 60))])
+    edges = np.cumsum([0] + [len(r) for r in REGIONS.values()])
+    regions = np.stack([bands[:, lo:hi].mean(1) for lo, hi in zip(edges, edges[1:])])
+    slow_frontal = power[(freqs >= 0.3) & (freqs < 2), :7].sum(0).mean()
+    fast = power[freqs >= 60].sum(0)
+    ecg, r, gsr = (window[name].to_numpy() for name in ("ecg", "r", "gsr"))
+
+    def rate(values: np.ndarray, lo: float, hi: float) -> float:
+        spectrum = np.abs(np.fft.rfft(values - values.mean())) ** 2
+        inside = (freqs >= lo) & (freqs < hi)
+        return freqs[inside][spectrum[inside].argmax()]
+
+    return {
+        "eeg": np.concatenate([np.log(regions).ravel(),
+                               np.log(regions / regions.sum(1, keepdims=True)).ravel()]),
+        "autonomic": np.array([rate(ecg, 0.8, 2.5), rate(r, 0.1, 0.6), r.std(), gsr.mean(),
+                               gsr[-256:].mean() - gsr[:256].mean()]),
+        "artefacts": np.log([slow_frontal, fast[:7].mean(), fast[10:14].mean()]),
+    }
+
+
+def where_accuracy(train: pd.DataFrame) -> dict[str, float]:
+    """Held-out-crew balanced accuracy of each feature family, standardised per pilot."""
+    rows = []
+    for (crew, _, seat), session in train.groupby(["crew", "experiment", "seat"]):
+        session = session.sort_values("time")
+        events = session.event.to_numpy()
+        for start in range(0, len(session) - WHERE_WINDOW + 1, WHERE_WINDOW // 2):
+            if (events[start:start + WHERE_WINDOW] == events[start]).all():
+                rows.append((crew, seat, events[start],
+                             where_features(session.iloc[start:start + WHERE_WINDOW])))
+    crews = np.array([row[0] for row in rows])
+    pilots = pd.Series([f"{row[0]}-{row[1]}" for row in rows])
+    labels = np.array([row[2] for row in rows])
+    accuracy = {}
+    for family in FAMILIES:
+        values = pd.DataFrame([row[3][family] for row in rows])
+        grouped = values.groupby(pilots)
+        z = ((values - grouped.transform("mean")) / (grouped.transform("std") + 1e-9)).to_numpy()
+        accuracy[family] = held_out_crew_accuracy(z, labels, crews)
+    return accuracy
+
+
+@pytest.fixture(scope="module")
+def where_the_states_show(tmp_path_factory) -> dict[str, dict[str, float]]:
+    """Per physiology, how well each feature family tells the states (train, scale 0.1)."""
+    result = {}
+    for name in physiology.PHYSIOLOGIES:
+        out = tmp_path_factory.mktemp(name)
+        generate(str(out), 0.1, 0, ["train"], physiology_name=name, events="real")
+        result[name] = where_accuracy(pd.read_csv(out / "train.csv"))
+    return result
+
+
+HOME = {"band-shares": "eeg", "band-power": "eeg", "autonomic": "autonomic",
+        "weak-late": "autonomic", "artefacts": "artefacts"}
+
+
+def test_every_physiology_puts_the_states_somewhere_else(where_the_states_show):
+    """Chance is 0.25.  Each physiology's states show best where it puts them, and the
+    physiologies do not all put them in one place."""
+    assert set(HOME) == set(physiology.SIGNAL)
+    for name, family in HOME.items():
+        accuracy = where_the_states_show[name]
+        assert accuracy[family] > 0.5 and accuracy[family] == max(accuracy.values()), (name, accuracy)
+    # Mostly autonomic: the EEG tells little; state-linked artefacts: the autonomic channels nothing.
+    assert where_the_states_show["autonomic"]["eeg"] < 0.35
+    assert where_the_states_show["artefacts"]["autonomic"] < 0.35
+    # Weak and late in some pilots: harder than the full-strength signs it is made of.
+    assert where_the_states_show["weak-late"]["autonomic"] < where_the_states_show["autonomic"]["autonomic"]
+    assert where_the_states_show["weak-late"]["eeg"] < where_the_states_show["band-power"]["eeg"]
+
+
+def test_the_null_physiology_holds_no_state_anywhere(where_the_states_show):
+    assert max(where_the_states_show[physiology.NULL].values()) < 0.35, where_the_states_show
+
+
+def test_band_power_changes_the_window_power_and_band_shares_do_not():
+    """band-power's changes are not compensated: in C, frontal theta power is up and
+    occipital alpha down against A; band-shares keeps every state's total variance."""
+    labels = np.repeat(np.array([CLASSES.index("A"), CLASSES.index("C")], dtype=np.uint8), 60 * 256)
+    profile = signals.seat_profile(0, 2, 0, negative_ecg=False)
+    freqs = np.fft.rfftfreq(len(labels) // 2, 1 / 256)
+
+    def band_power(values: np.ndarray, channel: str, lo: float, hi: float) -> np.ndarray:
+        """Power of `channel` in [lo, hi) Hz in the A half and in the C half."""
+        halves = values[:, EEG.index(channel)].reshape(2, -1)
+        spectrum = np.abs(np.fft.rfft(halves - halves.mean(1, keepdims=True), axis=1)) ** 2
+        return spectrum[:, (freqs >= lo) & (freqs < hi)].sum(1)
+
+    def generated(name: str) -> np.ndarray:
+        rng, extra = np.random.default_rng(1), np.random.default_rng(2)
+        return signals.seat_signals(profile, labels, rng, physiology.get(name), extra)
+
+    power = generated("band-power")
+    theta = band_power(power, "eeg_fz", 5, 7)
+    alpha = band_power(power, "eeg_o1", 9, 11)
+    assert theta[1] / theta[0] > 1.3 and alpha[1] / alpha[0] < 0.8
+    shares = generated("band-shares")
+    total = band_power(shares, "eeg_fz", 1, 60)
+    assert 0.85 < total[1] / total[0] < 1.15
+
+
+def test_pilots_respond_with_their_own_gain_and_latency():
+    weak = physiology.get("weak-late")
+    responses = [weak.pilot_response(0, crew, seat) for crew in CREWS for seat in (0, 1)]
+    gains = [gain for gain, _ in responses]
+    assert any(gain == 0.0 for gain in gains) and max(gains) > 0.7
+    assert all(gain == 0.0 or 0.3 <= gain <= 1.0 for gain in gains)
+    assert all(256 <= latency <= 4 * 256 for _, latency in responses)
+    assert responses == [weak.pilot_response(0, crew, seat) for crew in CREWS for seat in (0, 1)]
+    assert physiology.get("band-shares").pilot_response(0, 1, 0) == (1.0, 0)
+    # A silent pilot's physiology is the baseline in every state.
+    silent = weak.for_pilot(0.0)
+    for name in silent.STATE_FIELDS:
+        table = getattr(silent, name)
+        assert np.allclose(table, table[0]), name
+
+
+def test_a_late_pilot_shows_the_state_after_its_label():
+    labels = np.array([0] * 10 + [1] * 10, dtype=np.uint8)
+    shifted = signals.delayed(labels, 3)
+    assert shifted.tolist() == [0] * 13 + [1] * 7
+    assert signals.delayed(labels, 0) is labels
+
+
+def test_each_physiology_is_deterministic_and_differs_from_the_others(tmp_path):
+    texts = {}
+    for name in physiology.PHYSIOLOGIES:
+        generate(str(tmp_path / name), 0.005, 0, ["test"], physiology_name=name, events="real")
+        texts[name] = (tmp_path / name / "test.csv").read_bytes()
+    generate(str(tmp_path / "again"), 0.005, 0, ["test"], physiology_name="artefacts", events="real")
+    assert (tmp_path / "again" / "test.csv").read_bytes() == texts["artefacts"]
+    assert len(set(texts.values())) == len(texts)
+    labels = {name: (tmp_path / name / "test_labels.csv").read_bytes() for name in physiology.PHYSIOLOGIES}
+    assert len(set(labels.values())) == 1  # the same sessions and events, other signals

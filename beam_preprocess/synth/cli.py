@@ -5,7 +5,9 @@ import argparse
 import json
 from typing import Optional, Sequence
 
+from beam_preprocess.synth import physiology
 from beam_preprocess.synth.files import SPLITS, generate
+from beam_preprocess.synth.layout import EVENTS
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -20,6 +22,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--gzip", action="store_true", help="write .csv.gz files")
     parser.add_argument("--splits", default=",".join(SPLITS),
                         help="comma-separated subset of: train,test")
+    parser.add_argument("--physiology", default=physiology.DEFAULT, choices=list(physiology.PHYSIOLOGIES),
+                        metavar="NAME",
+                        help="where the states show in the signals (default %(default)s): "
+                             + "; ".join(f"{name}: {p.summary}"
+                                         for name, p in physiology.PHYSIOLOGIES.items()))
+    parser.add_argument("--events", default="scaled", choices=EVENTS,
+                        help="scaled (default): events shrink with --scale; real: events keep "
+                             "their real length and a shorter session holds fewer of them")
     return parser.parse_args(argv)
 
 
@@ -28,7 +38,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     splits = [name.strip() for name in args.splits.split(",") if name.strip()]
     try:
-        summary = generate(args.out, args.scale, args.seed, splits, args.gzip)
+        summary = generate(args.out, args.scale, args.seed, splits, args.gzip,
+                           args.physiology, args.events)
     except ValueError as error:
         raise SystemExit(f"pilotstate-synth: {error}")
     print(json.dumps(summary, sort_keys=True))

@@ -15,7 +15,7 @@ import numpy as np
 from beam_preprocess.kaggle_schema import (
     CREWS, SEATS, TEST_COLUMNS, TEST_EXPERIMENT, TRAIN_COLUMNS, TRAIN_EXPERIMENTS,
 )
-from beam_preprocess.synth import layout, signals, writer
+from beam_preprocess.synth import layout, physiology, signals, writer
 from trainer.record_spec import CHANNELS, CLASSES
 
 SPLITS = ("train", "test")
@@ -43,13 +43,18 @@ def draw_quirks(seed: int) -> Quirks:
     return Quirks(dropouts=dropouts, negative_ecg_crew=int(rng.choice(CREWS)))
 
 
-def session_signals(seed: int, session: layout.Session, scale: float, quirks: Quirks) -> list[np.ndarray]:
-    """(rows, 23) signals of each seat of `session`, with its drop-outs and flat-lines."""
+def session_signals(seed: int, session: layout.Session, scale: float, quirks: Quirks,
+                    states: physiology.Physiology) -> list[np.ndarray]:
+    """(rows, 23) signals of each seat of `session`, with its drop-outs and flat-lines;
+    each pilot shows the states as `states` says, at the pilot's own gain and latency."""
     result = []
     for seat, labels in zip(SEATS, session.labels):
         profile = signals.seat_profile(seed, session.crew, seat, session.crew == quirks.negative_ecg_crew)
         rng = layout.session_rng(seed, session.crew, session.experiment, purpose=1 + seat)
-        values = signals.seat_signals(profile, labels, rng)
+        extra = layout.session_rng(seed, session.crew, session.experiment, purpose=3 + seat)
+        gain, latency = states.pilot_response(seed, session.crew, seat)
+        values = signals.seat_signals(profile, signals.delayed(labels, latency), rng,
+                                      states.for_pilot(gain), extra)
         if session.experiment == TEST_EXPERIMENT:
             signals.flatline_eeg(values, max(1, round(FLATLINES_PER_LOFT * scale)), scale, rng)
         dropped = quirks.dropouts.get((session.crew, session.experiment, seat))
@@ -65,7 +70,8 @@ def split_sessions(split: str) -> Iterable[tuple[int, str]]:
     return [(crew, experiment) for crew in CREWS for experiment in experiments]
 
 
-def write_split(split: str, out_dir: str, scale: float, seed: int, compress: bool) -> dict[str, dict]:
+def write_split(split: str, out_dir: str, scale: float, seed: int, compress: bool,
+                states: physiology.Physiology, events: str) -> dict[str, dict]:
     """Write one split's file(s); return {file name: {"rows", "bytes"}}."""
     quirks = draw_quirks(seed)
     is_test = split == "test"
@@ -75,9 +81,9 @@ def write_split(split: str, out_dir: str, scale: float, seed: int, compress: boo
     if is_test:
         sinks.append(writer.CsvSink(os.path.join(out_dir, "test_labels.csv"), LABEL_COLUMNS, compress))
     for crew, experiment in split_sessions(split):
-        session = layout.build_session(seed, crew, experiment, scale)
+        session = layout.build_session(seed, crew, experiment, scale, events=events)
         chunks = writer.session_text(f"{crew},{experiment}", session.times,
-                                     session_signals(seed, session, scale, quirks), session.labels,
+                                     session_signals(seed, session, scale, quirks, states), session.labels,
                                      CLASSES, signals.DECIMALS, data.rows if is_test else None)
         for text, label_text, rows in chunks:
             data.write_rows(text, rows)
@@ -87,10 +93,17 @@ def write_split(split: str, out_dir: str, scale: float, seed: int, compress: boo
 
 
 def generate(out_dir: str, scale: float, seed: int, splits: Iterable[str] = SPLITS,
-             compress: bool = False) -> dict[str, dict]:
-    """Generate the requested splits into `out_dir`; return rows and bytes per file."""
+             compress: bool = False, physiology_name: str = physiology.DEFAULT,
+             events: str = "scaled") -> dict[str, dict]:
+    """Generate the requested splits into `out_dir`; return rows and bytes per file.
+
+    `physiology_name` says where the states show (`synth.physiology`); `events` whether
+    event lengths shrink with `scale` ("scaled") or keep their real length ("real")."""
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
+    states = physiology.get(physiology_name)
+    if events not in layout.EVENTS:
+        raise ValueError(f"unknown events {events!r}; expected one of {layout.EVENTS}")
     unknown = set(splits) - set(SPLITS)
     if unknown:
         raise ValueError(f"unknown split(s) {sorted(unknown)}; expected some of {SPLITS}")
@@ -98,5 +111,5 @@ def generate(out_dir: str, scale: float, seed: int, splits: Iterable[str] = SPLI
     summary: dict[str, dict] = {}
     for split in SPLITS:
         if split in splits:
-            summary.update(write_split(split, out_dir, scale, seed, compress))
+            summary.update(write_split(split, out_dir, scale, seed, compress, states, events))
     return summary

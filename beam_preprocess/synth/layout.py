@@ -16,6 +16,17 @@ prefix in CA), so the class shares hold at any scale; a block keeps its real len
 below `MIN_BLOCK_SECONDS`.  Every session therefore holds its experiment's state,
 and every crew has all four classes.  Below scale ~0.07 the 2 s floor inflates the
 B and D shares (at 0.05: B ~3.7% instead of 2.7%).
+
+Events at their real length (``--events real``): a shorter session holds fewer
+events, not shorter ones.  A training block keeps the length it has at scale 1 (D
+~5 s, B ~15 s, CA's A prefix 0.5-0.8 s) and a session holds as many as take its
+experiment's share of it, but at least one, so every session still holds its state
+(at scale 0.1 an SS session of 36 s holds one 15-s B block: B shares grow as the
+scale shrinks); train sessions last at least `REAL_EVENTS_MIN_SESSION_SECONDS` so
+that a B block fits with baseline around it.  A LOFT session is a stretch, at a
+seeded offset, of a flight laid out at full length (baseline stretches of 2-5 min,
+C 30-90 s, D 5-10 s, B 15 s), so its class shares are the real ones on average and
+a short session holds one or two events, or none.
 """
 from __future__ import annotations
 
@@ -41,6 +52,8 @@ LOFT_ROWS = {
 }
 
 MIN_SESSION_SECONDS = 12.0  # >= 10 s: time-as-text order jumps back in every session
+REAL_EVENTS_MIN_SESSION_SECONDS = 24.0  # a 15-s B block with baseline on both sides
+EVENTS = ("scaled", "real")  # how event lengths follow --scale
 MIN_BLOCK_SECONDS = 2.0
 SEAT_JITTER_SECONDS = 0.05
 OFF_GRID_STAMPS = 2  # per session, e.g. 0.003 in place of 0.00390625
@@ -67,21 +80,24 @@ class Session:
         return len(self.times)
 
 
-def session_rows(crew: int, experiment: str, scale: float) -> int:
-    """Rows per seat of a session at `scale`."""
+def session_rows(crew: int, experiment: str, scale: float, events: str = "scaled") -> int:
+    """Rows per seat of a session at `scale` (`events`: see the module docstring)."""
     if experiment == TEST_EXPERIMENT:
         real = LOFT_ROWS[crew]
     elif experiment == "SS" and crew == SHORT_SS_CREW:
         real = SHORT_SS_ROWS
     else:
         real = TRAIN_ROWS[experiment]
-    return max(int(MIN_SESSION_SECONDS * SAMPLE_RATE_HZ), round(real * scale))
+    shortest = MIN_SESSION_SECONDS
+    if events == "real" and experiment != TEST_EXPERIMENT:
+        shortest = REAL_EVENTS_MIN_SESSION_SECONDS
+    return max(int(shortest * SAMPLE_RATE_HZ), round(real * scale))
 
 
-def expected_rows(scale: float) -> dict[str, int]:
+def expected_rows(scale: float, events: str = "scaled") -> dict[str, int]:
     """Data rows of train.csv and test.csv at `scale` (both seats), without generating."""
-    train = sum(2 * session_rows(c, e, scale) for c in CREWS for e in TRAIN_EXPERIMENTS)
-    test = sum(2 * session_rows(c, TEST_EXPERIMENT, scale) for c in CREWS)
+    train = sum(2 * session_rows(c, e, scale, events) for c in CREWS for e in TRAIN_EXPERIMENTS)
+    test = sum(2 * session_rows(c, TEST_EXPERIMENT, scale, events) for c in CREWS)
     return {"train": train, "test": test}
 
 
@@ -109,9 +125,16 @@ def grid_times(rows: int, hole_fraction: float, holes: int, rng: np.random.Gener
     return times
 
 
-def block_length(duration: float, share: float, nominal: float) -> tuple[int, float]:
+def block_length(duration: float, share: float, nominal: float,
+                 real_duration: float | None = None) -> tuple[int, float]:
     """(number of blocks, block length in s) for a state taking `share` of `duration`
-    in blocks of about `nominal` seconds, never shorter than MIN_BLOCK_SECONDS."""
+    in blocks of about `nominal` seconds, never shorter than MIN_BLOCK_SECONDS.
+
+    With `real_duration` (events at their real length) the blocks are as long as in a
+    session of that length, and as many as take `share` of `duration`, at least one."""
+    if real_duration is not None:
+        length = block_length(real_duration, share, nominal)[1]
+        return max(1, round(share * duration / length)), length
     count = max(1, round(share * duration / nominal))
     return count, max(MIN_BLOCK_SECONDS, share * duration / count)
 
@@ -134,16 +157,17 @@ def ca_schedule(duration: float, crew: int, scale: float, rng: np.random.Generat
     return [(prefix, duration + 1.0, "C")]
 
 
-def da_schedule(duration: float, rng: np.random.Generator):
+def da_schedule(duration: float, rng: np.random.Generator, real_duration: float | None = None):
     """A, with D blocks of ~5 s taking 12-16% of the session (one every 26-46 s)."""
-    count, length = block_length(duration, rng.uniform(0.12, 0.16), 5.0)
+    count, length = block_length(duration, rng.uniform(0.12, 0.16), 5.0, real_duration)
     return spread_blocks(duration, count, length, "D", rng)
 
 
-def ss_schedule(duration: float, crew: int, rng: np.random.Generator):
+def ss_schedule(duration: float, crew: int, rng: np.random.Generator,
+                real_duration: float | None = None):
     """A, with one or two ~15 s B blocks taking ~8.3% (crew 1: ~9.7%) of the session."""
     share = 0.097 if crew == SHORT_SS_CREW else rng.uniform(0.078, 0.088)
-    count, length = block_length(duration, share, 15.0)
+    count, length = block_length(duration, share, 15.0, real_duration)
     return spread_blocks(duration, count, length, "B", rng)
 
 
@@ -171,6 +195,15 @@ def loft_schedule(duration: float, scale: float, rng: np.random.Generator):
         cursor += length
 
 
+def loft_stretch(duration: float, real_duration: float, rng: np.random.Generator):
+    """`duration` seconds, from a seeded offset, of a flight laid out at full length
+    over `real_duration`: events keep their real length; those cut by the ends are cut."""
+    offset = rng.uniform(0.0, max(0.0, real_duration - duration))
+    return [(max(0.0, start - offset), min(duration, end - offset), state)
+            for start, end, state in loft_schedule(real_duration, 1.0, rng)
+            if end > offset and start < offset + duration]
+
+
 def seat_labels(times: np.ndarray, intervals, rng: np.random.Generator) -> np.ndarray:
     """Label each time: A unless inside an interval, whose ends are jittered per seat."""
     labels = np.full(len(times), LABEL["A"], dtype=np.uint8)
@@ -181,20 +214,28 @@ def seat_labels(times: np.ndarray, intervals, rng: np.random.Generator) -> np.nd
     return labels
 
 
-def build_session(seed: int, crew: int, experiment: str, scale: float, seats: int = 2) -> Session:
+def build_session(seed: int, crew: int, experiment: str, scale: float, seats: int = 2,
+                  events: str = "scaled") -> Session:
     """The time list and per-seat labels of one session; deterministic in (seed, crew,
-    experiment, scale)."""
+    experiment, scale, events)."""
+    if events not in EVENTS:
+        raise ValueError(f"unknown events {events!r}; expected one of {EVENTS}")
     rng = session_rng(seed, crew, experiment, purpose=0)
-    rows = session_rows(crew, experiment, scale)
+    rows = session_rows(crew, experiment, scale, events)
     fraction, holes = LOFT_HOLES if experiment == TEST_EXPERIMENT else TRAIN_HOLES
     times = grid_times(rows, fraction, max(1, round(holes * scale)), rng)
     duration = float(times[-1])
+    real = events == "real"
+    # The session's length at scale 1: real events are as long as they are there.
+    real_duration = duration * session_rows(crew, experiment, 1.0) / rows if real else None
     if experiment == "CA":
-        intervals = ca_schedule(duration, crew, scale, rng)
+        intervals = ca_schedule(duration, crew, 1.0 if real else scale, rng)
     elif experiment == "DA":
-        intervals = da_schedule(duration, rng)
+        intervals = da_schedule(duration, rng, real_duration)
     elif experiment == "SS":
-        intervals = ss_schedule(duration, crew, rng)
+        intervals = ss_schedule(duration, crew, rng, real_duration)
+    elif real:
+        intervals = loft_stretch(duration, real_duration, rng)
     else:
         intervals = loft_schedule(duration, scale, rng)
     labels = tuple(seat_labels(times, intervals, rng) for _ in range(seats))

@@ -1,33 +1,36 @@
-"""Channel models of the stand-in data, and the signatures of the four states.
+"""Channel models of the stand-in data; a `Physiology` says where the states show.
 
 Every seat (pilot) has a fixed `SeatProfile` (drawn from seed, crew and seat), used
 for all of its sessions: EEG gain and alpha frequency, heart and breathing rates,
 DC levels of r, ecg and gsr.  Crews differ in scale by up to 2x (`crew_gain`).
 
-State signatures (the documented ground truth; deliberately modest):
+The channels, and what a physiology (`synth.physiology`) can make the state change:
 
-* EEG (visible inside 1 s, the trainer's default window).  The core EEG of every
-  channel is a mix of three narrow-band rhythms (theta ~6 Hz, alpha ~9.5-10.5 Hz,
-  beta ~20 Hz, each a sinusoid with a random-walk phase, mixed over channels) and
-  broadband noise.  The state sets the *variance shares* of these parts
-  (`EEG_BAND_SHARES`): A alpha-dominated, C more beta, D more theta, B a broadband
-  burst.  The shares sum to 1 in every state, so the per-sample variance (and,
-  the parts being near-Gaussian, the single-sample distribution) does not change
-  with the state; only spectra over a window do.
-* Heart rate (`HEART_RATE_FACTOR`, x the seat's 60-80 bpm): B +15%, D +7%, C +4%.
-* Breathing rate (`BREATH_RATE_FACTOR`, x 12-16 /min): B +25%, D +12%, C +8%.
-* Skin response: a phasic gsr response to changes of arousal (`GSR_AROUSAL`: A 0,
-  C 0.3, D 0.5, B 1): the 1 s minus the 6 s moving average of arousal, i.e. a
-  rise over ~1 s when arousal goes up that fades over ~6 s (a dip when it goes
-  down), small against the seat's slow drift.
-All rate and level changes ramp in over the smoothing windows below, not at once.
+* EEG core: every channel mixes three narrow-band rhythms (theta ~6 Hz, alpha
+  ~9.5-10.5 Hz, beta ~20 Hz, each a sinusoid with a random-walk phase, mixed over
+  channels) and broadband noise, at variance shares per state (`eeg_band_shares`,
+  total fixed) and, where set, power factors per part and channel (`eeg_power`,
+  not compensated).  Changes ramp in over 0.25 s.
+* Artefacts: electrode pops, rare spikes (state-independent), blinks on frontal
+  channels (`blink_rate`), muscle EMG (`emg_sd` on `emg_channels`) and movement
+  deflections (`movements_per_minute`).
+* ecg and r: heart and breathing rhythms at the pilot's rate x `heart_rate` /
+  `breath_rate`, breathing depth x `breath_depth`; changes ramp in over 2 s.
+* gsr: the pilot's level and slow drift, a phasic response to changes of arousal
+  (`gsr_arousal`: the 1 s minus the 6 s moving average, x `gsr_response_gain`), a
+  tonic rise with arousal over 10 s (`scl_gain`) and skin-conductance responses
+  (`scr_per_minute`).
+Every signature follows the pilot's *response labels*: the labels delayed by the
+pilot's latency, with the pilot's gain applied to the physiology (`Physiology.
+for_pilot`).  Draws that only a physiology's extra signatures need come from their
+own stream (`extra`), so the default physiology's files do not depend on them.
 
 Messiness shared with the real channels: r, ecg and gsr are step-like (each value
-held for ~8 samples); EEG has state-independent heavy tails (electrode pops, eye
-blinks on frontal channels, rare single-sample spikes up to +-1,200 uV); whole-session
-drop-outs (ecg or gsr == 0.0) and EEG flat-lines (0.0) are applied by the caller;
-one crew's ecg is all non-positive; values are rounded to a few decimals and a
-small fraction of r and gsr carry float noise (33.160301000000004).
+held for ~8 samples); EEG has heavy tails (electrode pops, eye blinks on frontal
+channels, rare single-sample spikes up to +-1,200 uV); whole-session drop-outs (ecg
+or gsr == 0.0) and EEG flat-lines (0.0) are applied by the caller; one crew's ecg is
+all non-positive; values are rounded to a few decimals and a small fraction of r
+and gsr carry float noise (33.160301000000004).
 """
 from __future__ import annotations
 
@@ -35,33 +38,29 @@ import dataclasses
 
 import numpy as np
 
-from trainer.record_spec import CHANNELS, CLASSES, SAMPLE_RATE_HZ
+from beam_preprocess.synth.physiology import Physiology
+from beam_preprocess.synth.physiology.signature import EEG_CHANNELS
+from trainer.record_spec import CHANNELS, SAMPLE_RATE_HZ
 
-EEG_CHANNELS = tuple(name for name in CHANNELS if name.startswith("eeg_"))
 NUM_EEG = len(EEG_CHANNELS)
 ECG, R, GSR = (CHANNELS.index(name) for name in ("ecg", "r", "gsr"))
 FRONTAL = [EEG_CHANNELS.index(name) for name in ("eeg_fp1", "eeg_fp2", "eeg_f7", "eeg_f8")]
 
-# Variance shares of the EEG core: (theta, alpha, beta, broadband); each row sums to 1.
-EEG_BAND_SHARES = np.array([
-    (0.18, 0.40, 0.17, 0.25),  # A baseline: alpha
-    (0.20, 0.25, 0.20, 0.35),  # B startle: broadband burst
-    (0.14, 0.30, 0.31, 0.25),  # C channelized attention: beta
-    (0.30, 0.28, 0.17, 0.25),  # D diverted attention: theta
-])
 THETA_HZ, BETA_HZ = 6.0, 20.0
 SOURCES_PER_BAND = 3
 PHASE_WALK_RAD = 0.3  # per-sample phase step sd: ~2 Hz wide bands
 MIX_BLOCK_ROWS = 65_536
-HEART_RATE_FACTOR = np.array([1.00, 1.15, 1.04, 1.07])
-BREATH_RATE_FACTOR = np.array([1.00, 1.25, 1.08, 1.12])
-GSR_AROUSAL = np.array([0.0, 1.0, 0.3, 0.5])
-assert EEG_BAND_SHARES.shape[0] == len(CLASSES)
 
 EEG_SHARE_SMOOTHING_S = 0.25
 RATE_SMOOTHING_S = 2.0
 GSR_RESPONSE_S = (1.0, 6.0)  # fast and slow averaging of arousal
-GSR_RESPONSE_GAIN = 0.25     # x the seat's gsr gain; the slow drift has 1x
+SCL_SMOOTHING_S = 10.0       # the tonic level follows arousal this slowly
+SCR_LATENCY_S = (1.0, 3.0)
+SCR_TIMES_S = (0.75, 2.0, 20.0)  # rise and recovery time constants, kernel length
+SCR_HEIGHT = 0.15            # median SCR, x the seat's gsr gain (the slow drift has 1x)
+EMG_SMOOTHING_S = 0.5
+MOVEMENT_SECONDS = (0.5, 2.0)
+MOVEMENT_HEIGHT = 8.0        # median, units of the core EEG sd
 HOLD_SAMPLES = 8           # mean run of a held r/ecg/gsr value
 BLINKS_PER_SECOND = 0.25
 POPS_PER_SECOND = 0.2      # per channel
@@ -131,29 +130,52 @@ def band_sources(rows: int, hz: float, rng: np.random.Generator) -> np.ndarray:
     return np.sqrt(2.0) * np.sin(phase)
 
 
-def eeg_core(profile: SeatProfile, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(rows, 20) zero-mean EEG whose band shares follow the state (unit variance).
+def delayed(labels: np.ndarray, rows: int) -> np.ndarray:
+    """`labels` shifted `rows` later (the first label fills the start): a late response."""
+    if rows <= 0:
+        return labels
+    return np.concatenate([np.full(min(rows, len(labels)), labels[0]), labels[:-rows]])
+
+
+def state_average(table: np.ndarray, labels: np.ndarray, seconds: float) -> np.ndarray:
+    """A per-state table looked up for every row and ramped (a centred moving average)."""
+    return moving_average(table[labels], seconds)
+
+
+def eeg_core(profile: SeatProfile, labels: np.ndarray, rng: np.random.Generator,
+             physiology: Physiology) -> np.ndarray:
+    """(rows, 20) zero-mean EEG whose parts follow the state: variance shares (unit
+    total) and, where the physiology sets them, power factors per part and channel.
 
     Mixed block by block so that no temporary is as large as the output."""
     rows = len(labels)
-    gains = np.sqrt(moving_average(EEG_BAND_SHARES[labels], EEG_SHARE_SMOOTHING_S))
+    gains = np.sqrt(state_average(physiology.eeg_band_shares, labels, EEG_SHARE_SMOOTHING_S))
+    states = power = None
+    if physiology.eeg_power is not None:
+        states = state_average(np.eye(len(physiology.eeg_power)), labels, EEG_SHARE_SMOOTHING_S)
+        power = physiology.eeg_power.reshape(len(physiology.eeg_power), -1)
     sources = [band_sources(rows, hz, rng) for hz in (THETA_HZ, profile.alpha_hz, BETA_HZ)]
     eeg = rng.standard_normal((rows, NUM_EEG))
     for start in range(0, rows, MIX_BLOCK_ROWS):
         block = slice(start, start + MIX_BLOCK_ROWS)
-        eeg[block] *= gains[block, 3:4]
+        part_gains = gains[block][:, :, None]  # (rows, part, 1 or channel)
+        if power is not None:
+            part_gains = part_gains * np.sqrt(states[block] @ power).reshape(len(part_gains), 4, NUM_EEG)
+        eeg[block] *= part_gains[:, 3]
         for band, source in enumerate(sources):
-            eeg[block] += (source[block] @ profile.mixing[band]) * gains[block, band:band + 1]
+            eeg[block] += (source[block] @ profile.mixing[band]) * part_gains[:, band]
     return eeg
 
 
-def add_artefacts(eeg: np.ndarray, rng: np.random.Generator) -> None:
-    """State-independent heavy tails, in place (units of the core sd).
+def add_artefacts(eeg: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                  physiology: Physiology, extra: np.random.Generator) -> None:
+    """Heavy tails and blinks, in place (units of the core sd).
 
     Electrode pops on every channel (a level jump held for 0.1-0.5 s, lognormal
     height, random sign) carry most of the variance, so the quartiles sit near
-    +-0.4 SD as in the real files; eye blinks add a half-sine on frontal channels;
-    rare single-sample spikes reach the +-1,200 uV clip.
+    +-0.4 SD as in the real files; eye blinks add a half-sine on frontal channels, at
+    the state's blink rate (blinks are drawn at the highest rate and each kept with
+    its state's share of it); rare single-sample spikes reach the +-1,200 uV clip.
     """
     rows = len(eeg)
     pops = rng.poisson(POPS_PER_SECOND * rows / SAMPLE_RATE_HZ * NUM_EEG)
@@ -166,13 +188,50 @@ def add_artefacts(eeg: np.ndarray, rng: np.random.Generator) -> None:
     np.add.at(steps, (ends, channels), -heights)
     np.cumsum(steps, axis=0, out=steps)
     eeg += steps[:rows]
-    for start in rng.integers(0, rows, size=rng.poisson(BLINKS_PER_SECOND * rows / SAMPLE_RATE_HZ)):
+    top_rate = physiology.blink_rate.max()
+    keep = physiology.blink_rate / top_rate
+    blinks = rng.poisson(BLINKS_PER_SECOND * top_rate * rows / SAMPLE_RATE_HZ)
+    for start in rng.integers(0, rows, size=blinks):
+        if keep[labels[start]] < 1.0 and extra.random() >= keep[labels[start]]:
+            continue
         width = int(rng.integers(40, 100))
         shape = np.sin(np.linspace(0.0, np.pi, width))[: rows - start]
         height = rng.lognormal(np.log(6.0), 0.6)
         eeg[start:start + width, FRONTAL] += height * shape[:, None] * rng.uniform(0.5, 1.0, len(FRONTAL))
     spikes = rng.poisson(SPIKES_PER_SAMPLE * eeg.size)
     eeg[rng.integers(0, rows, spikes), rng.integers(0, NUM_EEG, spikes)] += rng.standard_t(2.0, spikes) * 15.0
+
+
+def add_emg(eeg: np.ndarray, labels: np.ndarray, physiology: Physiology,
+            extra: np.random.Generator) -> None:
+    """Muscle activity, in place: first differences of white noise (power rising
+    towards high frequencies, most of it above 20 Hz) at the state's sd, weighted per
+    channel."""
+    channels = np.flatnonzero(physiology.emg_channels)
+    if not physiology.emg_sd.any() or channels.size == 0:
+        return
+    sd = state_average(physiology.emg_sd, labels, EMG_SMOOTHING_S)[:, None]
+    weights = physiology.emg_channels[channels]
+    for start in range(0, len(eeg), MIX_BLOCK_ROWS):
+        block = slice(start, start + MIX_BLOCK_ROWS)
+        rows = len(sd[block])
+        noise = np.diff(extra.standard_normal((rows + 1, channels.size)), axis=0) / np.sqrt(2.0)
+        eeg[block, channels] += noise * sd[block] * weights
+
+
+def add_movements(eeg: np.ndarray, labels: np.ndarray, physiology: Physiology,
+                  extra: np.random.Generator) -> None:
+    """Movement artefacts, in place: slow half-sine deflections (0.5-2 s) on every
+    channel, started at the state's rate per minute."""
+    if not physiology.movements_per_minute.any():
+        return
+    rows = len(eeg)
+    chance = physiology.movements_per_minute[labels] / (60.0 * SAMPLE_RATE_HZ)
+    for start in np.flatnonzero(extra.random(rows) < chance):
+        width = int(extra.uniform(*MOVEMENT_SECONDS) * SAMPLE_RATE_HZ)
+        shape = np.sin(np.linspace(0.0, np.pi, width))[: rows - start]
+        height = extra.lognormal(np.log(MOVEMENT_HEIGHT), 0.5) * extra.choice([-1.0, 1.0])
+        eeg[start:start + width] += height * shape[:, None] * extra.uniform(0.3, 1.0, NUM_EEG)
 
 
 def held(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -202,20 +261,48 @@ def slow_drift(rows: int, rng: np.random.Generator) -> np.ndarray:
     return 0.5 * np.sin(2.0 * np.pi * seconds[:, None] / periods + phases).sum(axis=1)
 
 
-def physiology(profile: SeatProfile, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(rows, 3): ecg, r, gsr with state-dependent heart rate, breathing and skin response."""
+def skin_responses(labels: np.ndarray, physiology: Physiology,
+                   extra: np.random.Generator) -> np.ndarray:
+    """(rows,) skin-conductance responses at the state's rate per minute, x the seat's
+    gsr gain: each rises over ~1 s and recovers over several seconds (a difference of
+    exponentials), 1-3 s after its cause."""
     rows = len(labels)
-    heart = profile.heart_bpm * moving_average(HEART_RATE_FACTOR[labels], RATE_SMOOTHING_S)
+    response = np.zeros(rows)
+    if not physiology.scr_per_minute.any():
+        return response
+    rise, recovery, length = SCR_TIMES_S
+    t = np.arange(int(length * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+    kernel = np.exp(-t / recovery) - np.exp(-t / rise)
+    kernel /= kernel.max()
+    chance = physiology.scr_per_minute[labels] / (60.0 * SAMPLE_RATE_HZ)
+    for cause in np.flatnonzero(extra.random(rows) < chance):
+        start = cause + int(extra.uniform(*SCR_LATENCY_S) * SAMPLE_RATE_HZ)
+        if start < rows:
+            shape = kernel[: rows - start]
+            response[start:start + len(shape)] += extra.lognormal(np.log(SCR_HEIGHT), 0.5) * shape
+    return response
+
+
+def physiology_channels(profile: SeatProfile, labels: np.ndarray, rng: np.random.Generator,
+                        physiology: Physiology, extra: np.random.Generator) -> np.ndarray:
+    """(rows, 3): ecg, r, gsr with the state's heart rate, breathing rate and depth,
+    and skin response."""
+    rows = len(labels)
+    heart = profile.heart_bpm * state_average(physiology.heart_rate, labels, RATE_SMOOTHING_S)
     heart *= 1.0 + 0.03 * slow_drift(rows, rng)
     ecg = profile.ecg_offset + profile.ecg_amplitude * ecg_wave(rhythm_phase(heart))
     ecg += rng.normal(0.0, 0.02 * abs(profile.ecg_amplitude), rows)
     if profile.ecg_amplitude < 0:
         ecg = np.minimum(ecg, 0.0)
-    breath = profile.breath_per_min * moving_average(BREATH_RATE_FACTOR[labels], RATE_SMOOTHING_S)
-    r = profile.r_level + profile.r_amplitude * np.sin(2.0 * np.pi * rhythm_phase(breath))
+    breath = profile.breath_per_min * state_average(physiology.breath_rate, labels, RATE_SMOOTHING_S)
+    depth = profile.r_amplitude * state_average(physiology.breath_depth, labels, RATE_SMOOTHING_S)
+    r = profile.r_level + depth * np.sin(2.0 * np.pi * rhythm_phase(breath))
     r += 0.05 * profile.r_amplitude * rng.standard_normal(rows)
-    fast, slow = (moving_average(GSR_AROUSAL[labels], seconds) for seconds in GSR_RESPONSE_S)
-    response = GSR_RESPONSE_GAIN * (fast - slow)
+    fast, slow = (state_average(physiology.gsr_arousal, labels, seconds) for seconds in GSR_RESPONSE_S)
+    response = physiology.gsr_response_gain * (fast - slow)
+    if physiology.scl_gain:
+        response += physiology.scl_gain * state_average(physiology.gsr_arousal, labels, SCL_SMOOTHING_S)
+    response += skin_responses(labels, physiology, extra)
     gsr = profile.gsr_level + profile.gsr_gain * (response + slow_drift(rows, rng))
     gsr = np.clip(gsr + 0.01 * profile.gsr_gain * rng.standard_normal(rows), 0.0, 2000.0)
     return held(np.stack([ecg, r, gsr], axis=1), rng)
@@ -233,15 +320,19 @@ def round_like_real(signals: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return signals
 
 
-def seat_signals(profile: SeatProfile, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(rows, 23) float64 channels in CHANNELS order for one seat's session."""
+def seat_signals(profile: SeatProfile, labels: np.ndarray, rng: np.random.Generator,
+                 physiology: Physiology, extra: np.random.Generator) -> np.ndarray:
+    """(rows, 23) float64 channels in CHANNELS order for one seat's session; `labels`
+    are the pilot's response labels (see the module docstring)."""
     values = np.empty((len(labels), len(CHANNELS)))
-    eeg = eeg_core(profile, labels, rng)
-    add_artefacts(eeg, rng)
+    eeg = eeg_core(profile, labels, rng, physiology)
+    add_artefacts(eeg, labels, rng, physiology, extra)
+    add_emg(eeg, labels, physiology, extra)
+    add_movements(eeg, labels, physiology, extra)
     eeg *= profile.eeg_sd_uv
     np.clip(eeg, -EEG_LIMIT_UV, EEG_LIMIT_UV, out=values[:, :NUM_EEG])
     del eeg
-    values[:, NUM_EEG:] = physiology(profile, labels, rng)
+    values[:, NUM_EEG:] = physiology_channels(profile, labels, rng, physiology, extra)
     return round_like_real(values, rng)
 
 
