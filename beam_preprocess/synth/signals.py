@@ -160,7 +160,8 @@ def eeg_core(profile: SeatProfile, labels: np.ndarray, rng: np.random.Generator,
         block = slice(start, start + MIX_BLOCK_ROWS)
         part_gains = gains[block][:, :, None]  # (rows, part, 1 or channel)
         if power is not None:
-            part_gains = part_gains * np.sqrt(states[block] @ power).reshape(len(part_gains), 4, NUM_EEG)
+            factors = np.sqrt(states[block] @ power)
+            part_gains = part_gains * factors.reshape(-1, *physiology.eeg_power.shape[1:])
         eeg[block] *= part_gains[:, 3]
         for band, source in enumerate(sources):
             eeg[block] += (source[block] @ profile.mixing[band]) * part_gains[:, band]
