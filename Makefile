@@ -59,7 +59,7 @@ demo: venv
 	$(PY) -m tuning report --tuner-dir $(DEMO_DIR)/tuning
 	@echo "== 6/8 predict the test set"
 	$(PY) -m trainer predict --run $(DEMO_DIR)/job --data $(DEMO_DIR)/data \
-	    --out $(DEMO_DIR)/submission.csv --labels $(DEMO_DIR)/raw/test_labels.csv $(DEMO_PREDICT_ARGS)
+	    --out $(DEMO_DIR)/submission.csv --overwrite --labels $(DEMO_DIR)/raw/test_labels.csv 	    $(DEMO_PREDICT_ARGS)
 	@echo "== 7/8 score the submission against test_labels.csv"
 	$(PY) -m trainer score --submission $(DEMO_DIR)/submission.csv --labels $(DEMO_DIR)/raw/test_labels.csv \
 	    > $(DEMO_DIR)/score.json

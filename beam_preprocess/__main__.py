@@ -7,17 +7,22 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from beam_preprocess.options import PreprocessConfig, parse_args
+
+if TYPE_CHECKING:
+    from trainer.output_claim import OutputClaim
 
 LOGGER = logging.getLogger("beam_preprocess")
 
 
-def build(config: PreprocessConfig, beam_args: Sequence[str], spill_dir: Optional[str] = None):
+def build(config: PreprocessConfig, beam_args: Sequence[str], claim: "OutputClaim",
+          spill_dir: Optional[str] = None):
     """Checks inputs and output, and builds the job (not yet run) from parsed arguments
-    (options.parse_args). Parsed rows spill to `spill_dir` if given (run() decides, see
-    spill.py)."""
+    (options.parse_args), for a job that holds `claim` on its output (confirmed before
+    every destructive step).  Parsed rows spill to `spill_dir` if given (run() decides,
+    see spill.py)."""
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -32,11 +37,22 @@ def build(config: PreprocessConfig, beam_args: Sequence[str], spill_dir: Optiona
         if not FileSystems.exists(config.stats):
             raise FileNotFoundError(f"--stats {config.stats}: no such file (give the "
                                     "manifest.json of an earlier run with --train)")
-        fixed_stats = statistics_from_manifest(read_json(config.stats), config.stats)
+        source = f"--stats {config.stats}"
+        try:
+            manifest = read_json(config.stats)
+        except ValueError as err:  # not JSON, or not UTF-8
+            raise ValueError(f"{source}: not a readable manifest.json ({err}); give the "
+                             "manifest.json of an earlier run with --train") from None
+        if not isinstance(manifest, dict):
+            raise ValueError(f"{source}: not a manifest (it holds a JSON "
+                             f"{type(manifest).__name__}); give the manifest.json of an "
+                             "earlier run with --train")
+        fixed_stats = statistics_from_manifest(manifest, source)
     inputs = resolve_inputs(config, fixed_stats)
-    prepare_output(config.output, config.overwrite)
+    job_inputs = [f.path for f in inputs.files] + ([config.stats] if config.stats else [])
+    prepare_output(config.output, config.overwrite, job_inputs, claim.confirm)
     pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
-    build_pipeline(pipeline, config, inputs, spill_dir)
+    build_pipeline(pipeline, config, inputs, claim.ticket, spill_dir)
     return pipeline
 
 
@@ -49,18 +65,23 @@ def run(argv: Sequence[str]) -> dict:
 def run_parsed(config: PreprocessConfig, beam_args: Sequence[str]) -> dict:
     """run() with its arguments parsed (options.parse_args).
 
-    The job holds its --output's writer claim (trainer/output_claim.py) throughout."""
-    from apache_beam.options.pipeline_options import TestOptions
-
-    from beam_preprocess import progress
-    from beam_preprocess.manifest import manifest_path, read_json
-    from beam_preprocess.output_dir import remove_empty_temp_dirs
-    from beam_preprocess.spill import spill_directory
+    The job holds its --output's writer claim (trainer/output_claim.py) throughout,
+    taken before Beam is imported, so that a second job is refused at once."""
+    from trainer.gcs_access import check_gcs_access
     from trainer.output_claim import OutputClaim
 
-    with OutputClaim(config.output, "python -m beam_preprocess"):
+    check_gcs_access({"--train": config.train, "--test": config.test,
+                      "--output": config.output, "--stats": config.stats})
+    with OutputClaim(config.output, "python -m beam_preprocess") as claim:
+        from apache_beam.options.pipeline_options import TestOptions
+
+        from beam_preprocess import progress
+        from beam_preprocess.manifest import manifest_path, read_json
+        from beam_preprocess.output_dir import remove_empty_temp_dirs
+        from beam_preprocess.spill import spill_directory
+
         with spill_directory(config.spill, config.spill_dir, beam_args) as spill_dir:
-            pipeline = build(config, beam_args, spill_dir)
+            pipeline = build(config, beam_args, claim, spill_dir)
             progress.reset()
             pipeline.run().wait_until_finish()
         if pipeline.options.view_as(TestOptions).dry_run:
@@ -87,14 +108,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"beam_preprocess: error: {err}", file=sys.stderr)
         return 1
     from beam_preprocess import console, progress
-    from beam_preprocess.manifest import RowAccountingError
+    from beam_preprocess.errors import REPORTED
 
-    reported = (ValueError, FileNotFoundError, FileExistsError, RowAccountingError)
-    console.configure_logging(config.verbose, reported)
+    console.configure_logging(config.verbose, REPORTED)
     started = time.monotonic()
     try:
         manifest = run_parsed(config, beam_args)
-    except reported + (RuntimeError,) as err:
+    except REPORTED + (RuntimeError,) as err:
         print(f"beam_preprocess: error: {err}", file=sys.stderr)
         return 1
     if manifest:

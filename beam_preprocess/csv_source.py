@@ -21,6 +21,7 @@ from beam_preprocess.input_stream import compression_of, open_input
 
 _READ_BYTES = 1 << 22
 _FINGERPRINT_BYTES = 1 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class CsvHeaderError(ValueError):
@@ -53,7 +54,11 @@ class LineChunk(NamedTuple):
 
 
 def read_header(path: str) -> tuple[str, int]:
-    """The header line (without line end) and its length in bytes with the newline."""
+    """The header line (without line end or byte-order mark) and its length in bytes
+    with the newline and the mark: the first data line starts that many bytes in.
+
+    A UTF-8 byte-order mark before the header (a CSV saved by Excel) is accepted;
+    nothing else reads it, as every later line is found by counting newlines."""
     with open_input(path) as f:  # compression detected from the name
         head = b""
         while b"\n" not in head:
@@ -61,10 +66,11 @@ def read_header(path: str) -> tuple[str, int]:
             if not block:
                 break
             head += block
-    if not head.strip():
+    mark = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
+    if not head[mark:].strip():
         raise CsvHeaderError(f"{path}: empty file; expected a header line")
     end = head.find(b"\n")
-    line = head if end < 0 else head[:end]
+    line = head[mark:] if end < 0 else head[mark:end]
     length = len(head) if end < 0 else end + 1
     return line.decode("utf-8", errors="replace").rstrip("\r"), length
 

@@ -3,11 +3,11 @@
 Shared by the stand-in generator (`synth`) and the pipeline's parser, so that
 both agree with the real files column for column.
 """
-from trainer.record_spec import CHANNELS, CLASSES
+from trainer.record_spec import CHANNELS, CLASSES, TEST_KEY_COLUMNS
 
-KEY_COLUMNS = ("crew", "experiment", "time", "seat")
+KEY_COLUMNS = TEST_KEY_COLUMNS[1:]   # crew, experiment, time, seat
 TRAIN_COLUMNS: tuple[str, ...] = KEY_COLUMNS + CHANNELS + ("event",)
-TEST_COLUMNS: tuple[str, ...] = ("id",) + KEY_COLUMNS + CHANNELS
+TEST_COLUMNS: tuple[str, ...] = TEST_KEY_COLUMNS + CHANNELS
 
 CREWS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 13)
 SEATS: tuple[int, ...] = (0, 1)

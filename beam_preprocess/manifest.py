@@ -9,11 +9,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from beam_preprocess.errors import RowAccountingError
 from trainer import record_spec
 
 
-class RowAccountingError(RuntimeError):
-    """Rows in != rows written + rows quarantined, or too many bad rows."""
 
 
 class SumSummaries(beam.CombineFn):

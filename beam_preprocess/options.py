@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Callable, Optional, Sequence
 
+from beam_preprocess import kaggle_schema as ks
 from trainer import record_spec
 
 # Beam 2.77's DirectRunner first tries to download the Prism runner binary (no
@@ -88,6 +89,7 @@ class PreprocessConfig:
                                default_valid_block_seconds(self.window))
 
     def check(self) -> None:
+        """Refuses settings that cannot work, in one line naming the option."""
         if not self.train and not self.test:
             raise ValueError("give --train, --test or both")
         if not self.train and not self.stats:
@@ -96,8 +98,7 @@ class PreprocessConfig:
         if self.train and self.stats:
             raise ValueError("--stats is for test-only runs; with --train the statistics "
                              "are computed from the training rows")
-        if self.window < 2:
-            raise ValueError(f"--window must be at least 2, got {self.window}")
+        self._check_numbers()
         min_carry = window_span_seconds(self.window)
         if self.carry_seconds < min_carry:
             raise ValueError(
@@ -109,12 +110,42 @@ class PreprocessConfig:
             raise ValueError(f"--block-seconds {self.block_seconds:g} must exceed "
                              f"--carry-seconds {self.carry_seconds:g} (by default the "
                              f"window's span in whole seconds)")
-        if not 0 <= self.valid_fraction < 1:
-            raise ValueError("--valid-fraction must be in [0, 1)")
-        if self.valid_block_seconds <= 0:
-            raise ValueError("--valid-block-seconds must be positive")
+        unknown = sorted(set(self.holdout_crews) - set(ks.CREWS))
+        if unknown:
+            raise ValueError(
+                f"--holdout-crews {','.join(map(str, self.holdout_crews))}: no crew "
+                f"{', '.join(map(str, unknown))} in the Kaggle data (its crews: "
+                f"{', '.join(map(str, ks.CREWS))})")
         if self.spill_dir and "://" in self.spill_dir:
             raise ValueError(f"--spill-dir {self.spill_dir}: must be a local directory")
+
+    def _check_numbers(self) -> None:
+        _check_range("--window", self.window, 2)
+        _check_range("--block-seconds", self.block_seconds, 0, low_open=True)
+        _check_range("--carry-seconds", self.carry_seconds, 0, low_open=True)
+        _check_range("--valid-fraction", self.valid_fraction, 0, 1, high_open=True)
+        _check_range("--valid-block-seconds", self.valid_block_seconds, 0, low_open=True)
+        if self.valid_windows_per_class is not None:
+            _check_range("--valid-windows-per-class", self.valid_windows_per_class, 1)
+        _check_range("--max-bad-fraction", self.max_bad_fraction, 0, 1)
+        _check_range("--num-shards", self.num_shards, 0)
+        _check_range("--range-mib", self.range_mib, 1)
+        _check_range("--chunk-mib", self.chunk_mib, 1)
+
+
+def _check_range(option: str, value: float, low: float, high: float = math.inf, *,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """Refuses a value outside [low, high] (an open end excludes it) or not finite, in one
+    line naming the option.  Written as what is allowed: nan fails every comparison."""
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if math.isfinite(value) and above and below:
+        return
+    if high == math.inf:
+        allowed = f"above {low:g}" if low_open else f"at least {low:g}"
+    else:
+        allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    raise ValueError(f"{option} {value:g}: must be a finite number {allowed}")
 
 
 def _crews(text: str) -> tuple[int, ...]:
@@ -174,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{_examples(default_valid_block_seconds)}, as the first window - 1 "
                         "rows of a unit end no window")
     p.add_argument("--holdout-crews", type=_crews, default=d.holdout_crews,
-                   help="validate on these whole crews instead of time units, e.g. 3,7 "
-                        "(default: none, time units by --valid-fraction)")
+                   help="validate on these whole crews instead of time units, e.g. 3,7; "
+                        "each must have training rows, and one crew must be left to train "
+                        "on (default: none, time units by --valid-fraction)")
     p.add_argument("--valid-windows-per-class", type=int, default=None,
                    help="cap on the balanced validation windows per class (default: no "
                         "cap, the rarest class's count)")
@@ -183,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the validation choice, the balancing and the robust "
                         f"sample; same inputs and seed give the same output (default {d.seed})")
     p.add_argument("--max-bad-fraction", type=float, default=d.max_bad_fraction,
-                   help="fail when more than this fraction of rows is quarantined "
-                        f"(default {d.max_bad_fraction:g})")
+                   help="fail when more than this fraction of rows is quarantined, in "
+                        f"[0, 1] (default {d.max_bad_fraction:g})")
     p.add_argument("--num-shards", type=int, default=d.num_shards,
                    help=f"shards per split; 0 = chosen by the runner (default {d.num_shards})")
     p.add_argument("--range-mib", type=int, default=d.range_mib,
@@ -199,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"whose shuffle does this itself (default {d.spill})")
     p.add_argument("--spill-dir", default=d.spill_dir,
                    help="local directory for the spill files, about 0.55x the CSVs' size, "
-                        "removed at the end (default: the system's temporary directory)")
+                        "in a folder pilotstate-spill-HOST-N-PID-XXXXXXXX removed at the "
+                        "end; a run that spills first removes such folders left there by "
+                        "killed runs of this machine (their PID gone, only spill files in "
+                        "them), with a warning (default: the system's temporary directory)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing output first (default: refuse to write into "
                         "an output that holds files)")

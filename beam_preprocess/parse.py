@@ -137,7 +137,7 @@ def parse_chunk(chunk: LineChunk, file: InputFile) -> tuple[Optional[RowBatch], 
     n_fields = len(COLUMNS[file.kind])
     fields = _field_counts(buf, starts, ends)
     shape_ok = (fields == n_fields) & (ends > starts)
-    reasons = {int(i): "empty line" if ends[i] == starts[i] else
+    reasons = {int(i): record_spec.EMPTY_LINE_REASON if ends[i] == starts[i] else
                f"{fields[i]} fields, expected {n_fields}" for i in np.flatnonzero(~shape_ok)}
     if not chunk.data.endswith(b"\n"):  # only a file's last line lacks a line end
         last = len(starts) - 1

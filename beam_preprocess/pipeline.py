@@ -3,14 +3,15 @@
     ReadTrain/ReadTest   byte ranges -> line chunks -> RowBatches (+ bad rows)
     DeadChannels<Kind>   constant channels per pilot session, named in the manifest
     ChooseValidation     seeded, class-stratified validation time units
+    FindRepeatedIds      test rows whose id an earlier row has (grouped by id bucket)
     ComputeStatistics    scaling statistics from training units only
     Key<Kind>Blocks      rows keyed by (crew, experiment, seat, time block) + carry;
                          on a local runner spilled to files, only their places travel
     GroupSessionBlocks   the parts of every session block together
-    BuildSegments        sort, de-duplicate, split into runs, scale
+    BuildSegments        drop repeated ids, sort, de-duplicate, split into runs, scale
     BalanceValidation    the same number of validation windows per class
     Write<Split>         GZIP TFRecord shards per split
-    RecoverRawLines      repeated-time rows get their line text read back
+    RecoverRawLines      repeated-time and repeated-id rows get their line text read back
     WriteQuarantine      bad rows with file, line, reason, raw text
     WriteManifest        counts, statistics, fingerprints; checks row accounting
 """
@@ -22,11 +23,13 @@ import os
 from typing import Optional, Sequence
 
 import apache_beam as beam
+from apache_beam import coders
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.pvalue import AsList, AsSingleton
 
 from beam_preprocess import kaggle_schema as ks
 from beam_preprocess import progress
+from beam_preprocess.claimed_sinks import ClaimedTFRecordSink
 from beam_preprocess.csv_source import (InputFile, ReadCsvChunks, fingerprint, has_data_lines,
                                         list_inputs)
 from beam_preprocess.dead_channels import FindDeadChannels
@@ -39,12 +42,15 @@ from beam_preprocess.quarantine import RecoverRawLines, WriteQuarantine, quarant
 from beam_preprocess.scaling import MergePartials, Scaler, compute_statistics, unit_partials
 from beam_preprocess.segments import (BalancedThresholds, block_segments, candidate_hashes,
                                       segment_summary, select_window_ends)
-from beam_preprocess.sessions import SortedBlock, session_block_keys
-from beam_preprocess.spill import (load_rows, load_segment, spill_file_name, spill_parts,
-                                   spill_segment)
-from beam_preprocess.splits import SplitAssigner, choose_validation_units, unit_histograms
+from beam_preprocess.sessions import (RepeatedIds, SortedBlock, id_bucket_parts, repeated_ids,
+                                      session_block_keys)
+from beam_preprocess.spill import (load_ids, load_rows, load_segment, spill_file_name,
+                                   spill_id_parts, spill_parts, spill_segment)
+from beam_preprocess.splits import (SplitAssigner, batch_crews, choose_validation_units,
+                                    holdout_validation_units, unit_histograms)
 from trainer import record_spec
 from trainer.console import import_tensorflow_quietly
+from trainer.output_claim import ClaimTicket
 
 _MIB = 1 << 20
 
@@ -99,7 +105,13 @@ class ChooseValidation(beam.PTransform):
 
     def expand(self, train_rows):
         c = self._config
-        if c.holdout_crews or c.valid_fraction == 0:
+        if c.holdout_crews:  # checked against the crews read (the job fails before writing)
+            return (
+                train_rows
+                | "BatchCrews" >> beam.Map(batch_crews)
+                | "AllCrews" >> beam.CombineGlobally(lambda sets: frozenset().union(*sets))
+                | "CheckHoldoutCrews" >> beam.Map(holdout_validation_units, c.holdout_crews))
+        if c.valid_fraction == 0:
             return train_rows.pipeline | "NoValidationUnits" >> beam.Create([frozenset()])
         return (
             train_rows
@@ -157,8 +169,45 @@ class KeySessionBlocks(beam.DoFn):
             yield from spill_parts(parts, os.path.join(self._spill_dir, spill_file_name(batch)))
 
 
+class KeyIdBuckets(beam.DoFn):
+    """Test RowBatch -> (id bucket, [2, n] ids and order keys), spilled like
+    KeySessionBlocks' parts when there is a spill directory."""
+
+    def __init__(self, spill_dir: Optional[str]):
+        self._spill_dir = spill_dir
+
+    def process(self, batch):
+        parts = id_bucket_parts(batch)
+        if self._spill_dir is None:
+            yield from parts
+        else:
+            yield from spill_id_parts(
+                parts, os.path.join(self._spill_dir, spill_file_name(batch, "ids")))
+
+
+class FindRepeatedIds(beam.PTransform):
+    """Test rows -> singleton RepeatedIds: the rows whose id a row before them in file
+    and line order has, over all test files.  Grouped by id bucket, so a worker holds
+    one bucket's ids, and a local run's grouping (spilled) only where they are."""
+
+    def __init__(self, spill_dir: Optional[str]):
+        super().__init__()
+        self._spill_dir = spill_dir
+
+    def expand(self, test_rows):
+        return (
+            test_rows
+            | "KeyIdBuckets" >> beam.ParDo(KeyIdBuckets(self._spill_dir))
+            | "GroupIdBuckets" >> beam.GroupByKey()
+            | "RepeatsPerBucket" >> beam.Map(
+                lambda bucket: repeated_ids(load_ids(part) for part in bucket[1]))
+            | "CollectRepeats" >> beam.combiners.ToList()
+            | "IndexRepeats" >> beam.Map(RepeatedIds.from_parts))
+
+
 class BuildSegments(beam.DoFn):
-    """A session block's rows -> (split, scaled Segment); duplicates to bad_rows.
+    """A session block's rows -> (split, scaled Segment); rows of a repeated test id
+    and repeated times to bad_rows.
 
     With a spill directory, a validation Segment is written there and travels as its
     SpillLocation (BalanceValidation reads it back).
@@ -177,10 +226,10 @@ class BuildSegments(beam.DoFn):
                                               self._config.valid_block_seconds), Scaler(stats))
         return self._cache[1], self._cache[2]
 
-    def process(self, element, valid_units, stats):
+    def process(self, element, valid_units, stats, repeats: Optional[RepeatedIds] = None):
         (_, _, _, block), values = element
         parts = [(role, load_rows(stored)) for role, stored in values]
-        sorted_block = SortedBlock(parts, self._config.window, self._paths)
+        sorted_block = SortedBlock(parts, self._config.window, self._paths, repeats)
         for bad in sorted_block.bad_rows:
             yield beam.pvalue.TaggedOutput(BAD_ROWS, bad)
         if sorted_block.rows is not None:
@@ -228,12 +277,14 @@ def _encode_counted(segment, stage: str, quiet_import: bool) -> bytes:
 
 
 class WriteSplit(beam.PTransform):
-    """Segments of one split -> GZIP TFRecord shards; returns their relative names."""
+    """Segments of one split -> GZIP TFRecord shards, moved into place only while
+    `ticket`'s claim is this job's; returns their relative names."""
 
-    def __init__(self, output: str, split: str, num_shards: int, quiet_import: bool = False):
+    def __init__(self, output: str, split: str, num_shards: int, ticket: ClaimTicket,
+                 quiet_import: bool = False):
         super().__init__()
         self._output, self._split, self._num_shards = output.rstrip("/"), split, num_shards
-        self._quiet_import = quiet_import
+        self._ticket, self._quiet_import = ticket, quiet_import
 
     def expand(self, segments):
         prefix = f"{self._output}/{record_spec.shard_prefix(self._split)}"
@@ -241,9 +292,11 @@ class WriteSplit(beam.PTransform):
             segments
             | "Encode" >> beam.Map(_encode_counted, f"Write{self._split.title()}",
                                    self._quiet_import)
-            | "WriteTFRecords" >> beam.io.WriteToTFRecord(
-                prefix, file_name_suffix=record_spec.SHARD_SUFFIX,
-                num_shards=self._num_shards, compression_type=CompressionTypes.GZIP)
+            | "WriteTFRecords" >> beam.io.Write(ClaimedTFRecordSink(
+                self._ticket, prefix, coder=coders.BytesCoder(),
+                file_name_suffix=record_spec.SHARD_SUFFIX, num_shards=self._num_shards,
+                shard_name_template=None, compression_type=CompressionTypes.GZIP,
+                triggering_frequency=None))
             | "RelativeNames" >> beam.Map(lambda path, root=self._output: path[len(root) + 1:]))
 
 
@@ -261,8 +314,10 @@ def manifest_options(config: PreprocessConfig) -> dict:
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: JobInputs,
-                   spill_dir: Optional[str] = None) -> None:
-    """Adds the whole job to `pipeline`; with `spill_dir`, parsed rows spill there."""
+                   ticket: ClaimTicket, spill_dir: Optional[str] = None) -> None:
+    """Adds the whole job to `pipeline`; with `spill_dir`, parsed rows spill there.
+    Shards, quarantine and manifest are committed only while `ticket`'s claim on the
+    output is this job's (trainer/output_claim.py)."""
     c = config
     rows_in, bad_rows, keyed_rows, unterminated, dead_channels = [], [], [], [], []
     paths = [f.path for f in inputs.files]
@@ -288,13 +343,16 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
             KeySessionBlocks(c, spill_dir)))
         unterminated.append(test[UNTERMINATED])
         dead_channels.append(test.rows | "DeadChannelsTest" >> FindDeadChannels("test", paths))
+        repeats = test.rows | "FindRepeatedIds" >> FindRepeatedIds(spill_dir)
+    else:
+        repeats = pipeline | "NoTestIds" >> beam.Create([RepeatedIds.from_parts([])])
 
     segments = (
         keyed_rows | "AllBlockParts" >> beam.Flatten()
         | "GroupSessionBlocks" >> beam.GroupByKey()
         | "BuildSegments" >> beam.ParDo(
-            BuildSegments(c, paths, spill_dir),
-            AsSingleton(valid_units), AsSingleton(stats)).with_outputs(BAD_ROWS, main="segments"))
+            BuildSegments(c, paths, spill_dir), AsSingleton(valid_units), AsSingleton(stats),
+            AsSingleton(repeats)).with_outputs(BAD_ROWS, main="segments"))
     bad_rows.append(segments[BAD_ROWS] | "RecoverRawLines" >> RecoverRawLines())
     by_split = (segments.segments
                 | "PartitionBySplit" >> beam.Partition(
@@ -309,13 +367,13 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
 
     summaries, shards = {}, {}
     for split, segs in split_segments.items():
-        write = WriteSplit(c.output, split, c.num_shards, quiet_import=not c.verbose)
+        write = WriteSplit(c.output, split, c.num_shards, ticket, quiet_import=not c.verbose)
         shards[split] = AsList(segs | f"Write{split.title()}" >> write)
         summaries[split] = AsSingleton(
             segs | f"Summarize{split.title()}" >> beam.Map(segment_summary, c.window)
             | f"Sum{split.title()}" >> beam.CombineGlobally(SumSummaries()))
     all_bad = bad_rows | "AllBadRows" >> beam.Flatten()
-    quarantine_written = all_bad | "WriteQuarantine" >> WriteQuarantine(c.output)
+    quarantine_written = all_bad | "WriteQuarantine" >> WriteQuarantine(c.output, ticket)
     fixed = {
         "window": c.window,
         "quarantine_file": quarantine_path(c.output)[len(c.output.rstrip("/")) + 1:],
@@ -335,6 +393,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
             stats=stats_value, rows_in=rows_in_count, quarantined=quarantined,
             unterminated=sorted(unterminated_lines),
             dead_channels=sorted(dead_channel_entries, key=dead_channel_order), **fixed)
+        ticket.confirm(f"writing {record_spec.MANIFEST_NAME}")
         write_json(manifest_path(c.output), manifest)
         return manifest
 

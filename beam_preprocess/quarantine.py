@@ -7,10 +7,12 @@ from typing import Iterable, NamedTuple, Optional
 
 import apache_beam as beam
 
+from beam_preprocess.claimed_sinks import ClaimedTextSink
 from beam_preprocess.input_stream import open_input
 from trainer import record_spec
+from trainer.output_claim import ClaimTicket
 
-QUARANTINE_HEADER = "file,line,reason,raw"
+QUARANTINE_HEADER = ",".join(record_spec.QUARANTINE_COLUMNS)
 RAW_TEXT_LIMIT = 2000  # characters of a refused line kept in `raw`
 _READ_BYTES = 1 << 22
 
@@ -90,16 +92,17 @@ def quarantine_path(output: str) -> str:
 
 
 class WriteQuarantine(beam.PTransform):
-    """Writes every bad row to OUTPUT/quarantine/bad_rows.csv (one file)."""
+    """Writes every bad row to OUTPUT/quarantine/bad_rows.csv (one file), moved into
+    place only while `ticket`'s claim is this job's."""
 
-    def __init__(self, output: str):
+    def __init__(self, output: str, ticket: ClaimTicket):
         super().__init__()
-        self._output = output
+        self._output, self._ticket = output, ticket
 
     def expand(self, bad_rows):
         return (
             bad_rows
             | "FormatCsv" >> beam.Map(bad_row_csv_line)
-            | "WriteCsv" >> beam.io.WriteToText(
-                quarantine_path(self._output), shard_name_template="",
-                header=QUARANTINE_HEADER))
+            | "WriteCsv" >> beam.io.Write(ClaimedTextSink(
+                self._ticket, quarantine_path(self._output), shard_name_template="",
+                header=QUARANTINE_HEADER)))

@@ -15,17 +15,29 @@ of a session.  The manifest's window counts are exact either way.
 Duplicate times within a session: the first occurrence in file order is kept,
 the others are quarantined by the block that owns them (their raw line text is
 read back from the file afterwards: rows do not carry it).
+
+Repeated test ids are found over all test files (an id is unique in the whole
+test set, and a repeat may be in another session or file): the ids and order keys
+of the test rows are grouped into ID_BUCKETS buckets by id, each bucket finds its
+repeats, and the (small) table of them reaches every block as a side input.  The
+first row of an id in file and line order is kept; the block that owns a repeat
+quarantines it like a repeated time, before looking for repeated times (a row is
+quarantined once), and drops it from the context it carries.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from beam_preprocess.quarantine import BadRow
-from beam_preprocess.rows import RowBatch, iter_groups, order_file_index, order_line
+from beam_preprocess.rows import (RowBatch, group_starts, iter_groups, order_file_index,
+                                  order_line)
 
 MAIN, CARRY = 0, 1
+# Test ids are checked for repeats in this many groups (id modulo ID_BUCKETS): enough to
+# spread the work, and at most this many parts per parsed batch.
+ID_BUCKETS = 64
 
 
 def session_block_keys(batch: RowBatch, block_seconds: float,
@@ -66,22 +78,79 @@ def duplicate_bad_rows(sorted_rows: RowBatch, dup: np.ndarray,
     return bad
 
 
+def id_bucket_parts(batch: RowBatch) -> Iterator[tuple[int, np.ndarray]]:
+    """(bucket, [2, n] int64 array of ids and order keys) per id bucket of a test batch."""
+    for (bucket,), index in iter_groups(batch.ids % ID_BUCKETS):
+        yield bucket, np.stack([batch.ids[index], batch.order[index]])
+
+
+def repeated_ids(parts: Iterable[np.ndarray]) -> np.ndarray:
+    """[k, 3] int64 rows (order key of a repeat, order key of its id's first row, id):
+    the rows of `parts` (id_bucket_parts of one bucket, in any order) whose id a row
+    before them in file and line order has."""
+    ids, orders = np.concatenate([np.zeros((2, 0), np.int64), *parts], axis=1)
+    index = np.lexsort((orders, ids))
+    ids, orders = ids[index], orders[index]
+    starts = group_starts(ids)
+    first = np.repeat(orders[starts], np.diff(np.append(starts, len(ids))))
+    repeat = orders != first   # order keys are unique: all but each id's first row
+    return np.stack([orders[repeat], first[repeat], ids[repeat]], axis=1)
+
+
+class RepeatedIds:
+    """The test rows whose id an earlier row has (repeated_ids over every bucket),
+    looked up by order key."""
+
+    def __init__(self, table: np.ndarray):
+        self._table = table[np.argsort(table[:, 0])]
+
+    @classmethod
+    def from_parts(cls, tables: Iterable[np.ndarray]) -> "RepeatedIds":
+        return cls(np.concatenate([np.zeros((0, 3), np.int64), *tables]))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def remove(self, rows: RowBatch, paths: Sequence[str]) -> tuple[RowBatch, list[BadRow]]:
+        """`rows` without the repeats among them, and those as bad rows (their line text
+        is read back later, as for repeated times)."""
+        if rows.ids is None or not len(self._table):
+            return rows, []
+        at = np.minimum(np.searchsorted(self._table[:, 0], rows.order), len(self._table) - 1)
+        hit = self._table[at, 0] == rows.order
+        bad = []
+        for order, first, row_id in self._table[at[hit]].tolist():
+            file, first_file = order_file_index(order), order_file_index(first)
+            where = "" if first_file == file else f" of {paths[first_file]}"
+            bad.append(BadRow(paths[file], order_line(order),
+                              f"id {row_id} repeats line {order_line(first)}{where}", None))
+        return (rows.take(~hit) if bad else rows), bad
+
+
 class SortedBlock:
-    """A block's rows in time order, duplicates removed, with its carried context."""
+    """A block's rows in time order, duplicates removed, with its carried context.
+
+    With `repeats`, rows of a repeated test id are quarantined (main rows) or dropped
+    (carried rows: the block that owns them quarantines them) first."""
 
     def __init__(self, values: Sequence[tuple[int, RowBatch]], window: int,
-                 paths: Sequence[str]):
+                 paths: Sequence[str], repeats: Optional[RepeatedIds] = None):
         main = [rows for role, rows in values if role == MAIN]
         carry = [rows for role, rows in values if role == CARRY]
         self.bad_rows: list[BadRow] = []
         self.context_rows = 0
+        if repeats is not None and len(repeats):
+            kept = [repeats.remove(rows, paths) for rows in main]
+            main = [rows for rows, _ in kept if len(rows)]
+            self.bad_rows = [bad for _, repeated in kept for bad in repeated]
+            carry = [rows for rows in (repeats.remove(c, paths)[0] for c in carry) if len(rows)]
         if not main:
             self.rows = None
             return
         rows = RowBatch.concat(main).sorted_by_time()
         dup = duplicate_mask(rows)
         if dup.any():
-            self.bad_rows = duplicate_bad_rows(rows, dup, paths)
+            self.bad_rows += duplicate_bad_rows(rows, dup, paths)
             rows = rows.take(~dup)
         self.main_rows = len(rows)
         if carry:

@@ -81,6 +81,31 @@ def choose_validation_units(histograms: Iterable[tuple[tuple, np.ndarray]],
     return frozenset(units[u][0] for u in np.flatnonzero(chosen))
 
 
+def _listed(crews: Iterable[int]) -> str:
+    return ", ".join(str(c) for c in sorted(crews)) or "none"
+
+
+def batch_crews(batch: RowBatch) -> frozenset:
+    """The crews a batch of rows holds."""
+    return frozenset(np.unique(batch.crew).tolist())
+
+
+def holdout_validation_units(crews: Iterable[int], holdout_crews: Sequence[int]) -> frozenset:
+    """The validation units with --holdout-crews: none, as validation is those crews;
+    but only once every holdout crew has training rows (`crews`: the crews they hold)
+    and some crew is left for training, as either split would be empty otherwise."""
+    crews, holdout = frozenset(crews), frozenset(holdout_crews)
+    option = f"--holdout-crews {','.join(str(c) for c in sorted(holdout))}"
+    missing = holdout - crews
+    if missing:
+        raise SplitError(f"{option}: the training data has no rows of crew "
+                         f"{_listed(missing)} (its crews: {_listed(crews)}); choose among those")
+    if crews <= holdout:
+        raise SplitError(f"{option} takes every crew of the training data ({_listed(crews)}), "
+                         "so no training rows are left: leave at least one crew out")
+    return frozenset()
+
+
 class SplitAssigner:
     """Split of every row: test rows are test; train rows train or valid."""
 

@@ -154,7 +154,7 @@ def lstm(work: str, data_dir: str, labels: str, scheme: str, seed: int, trainer_
         submission = os.path.join(job, f"submission-{prior}.csv")
         # The job directory: predict takes the run it names as LATEST.
         predicted = run_checked([sys.executable, "-m", "trainer", "predict", "--run", job,
-                                 "--data", data_dir, "--out", submission,
+                                 "--data", data_dir, "--out", submission, "--overwrite",
                                  *predict_options(prior)], "predict")
         metrics = score(submission, labels)
         result["test"][prior] = {"log_loss": metrics["log_loss"],

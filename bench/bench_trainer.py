@@ -234,7 +234,7 @@ def predict_rows_per_s(data_dir: str, config, stride: int, work: str) -> dict:
     paths = train(quick, data_dir, os.path.join(work, "job"))
     started = time.perf_counter()
     summary = predict(paths.run_dir, data_dir, os.path.join(work, "submission.csv"),
-                      stride=stride)
+                      stride=stride, overwrite=True)
     seconds = time.perf_counter() - started
     return {"rows": summary["rows"], "seconds": round(seconds, 2),
             "rows_per_s": round(summary["rows"] / seconds)}

@@ -8,6 +8,7 @@ from beam_preprocess.__main__ import build, run
 from beam_preprocess.options import parse_args
 from beam_preprocess.output_reader import read_manifest, read_split
 from beam_testdata import csv_lines, loft_frame, text_sorted, train_frame
+from trainer.output_claim import OutputClaim
 
 SMALL = ["--window", "64", "--block-seconds", "2", "--carry-seconds", "1",
          "--valid-block-seconds", "1"]
@@ -42,12 +43,13 @@ def test_direct_runner_reads_and_writes_gs_paths(gcs_emulator):
 
 def test_dataflow_job_graph_is_built_without_submitting(gcs_emulator):
     train, test = _inputs(gcs_emulator, "dataflow/in")
-    pipeline = build(*parse_args([
+    config, beam_args = parse_args([
         "--runner", "DataflowRunner", "--dry_run", "True", "--project", "pilotstate-test",
         "--region", "europe-west1", "--temp_location", gcs_emulator.url("dataflow/tmp"),
         "--setup_file", "./setup.py", "--train", train, "--test", test,
-        "--output", gcs_emulator.url("dataflow/out"), *SMALL]))
-    result = pipeline.run()
+        "--output", gcs_emulator.url("dataflow/out"), *SMALL])
+    with OutputClaim(config.output, "dataflow dry run") as claim:
+        result = build(config, beam_args, claim).run()
     names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
     for composite in COMPOSITES:
         assert composite in names, composite

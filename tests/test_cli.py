@@ -79,8 +79,6 @@ def test_a_truncated_shard_is_named(trainer_data_dir, tmp_path, capsys):
      "python -m trainer score", "--submission {tmp}/none.csv: no such file"),
     (["train", "--data", "{tmp}", "--job-dir", "{tmp}/job", "--config", "{tmp}/c.json"],
      "python -m trainer train", "--config {tmp}/c.json: no such file"),
-    (["train", "--data", "{tmp}", "--job-dir", "{tmp}/job", "--epochs", "0"],
-     "python -m trainer train", "command line: epochs must be >= 1, got 0"),
     (["report", "--tuner-dir", "{tmp}"],
      "python -m tuning report", "no trials under {tmp}/pilotstate: --tuner-dir must be"),
 ])
@@ -123,6 +121,8 @@ TRAINER_PREDICT = ["predict", "--run", "r", "--data", "d", "--out", "o"]
      "argument --dropout-range: '0.1,0.2,0.3' is not LOW,HIGH"),
     (tuning_parser().parse_args, TUNING_SEARCH + ["--dropout-range", "0.3,0.1"],
      "argument --dropout-range: '0.3,0.1': LOW 0.3 is above HIGH 0.1"),
+    (trainer_parser().parse_args, ["train", "--data", "d", "--epochs", "0"],
+     "argument --epochs: '0' is not an integer >= 1"),
     (trainer_parser().parse_args, TRAINER_PREDICT + ["--balance", "1.5"],
      "argument --balance: '1.5' is above 1"),
     (trainer_parser().parse_args, TRAINER_PREDICT + ["--balance", "-0.1"],

@@ -8,7 +8,7 @@ import datetime
 
 import pytest
 
-from trainer import run_dir
+from trainer import run_dir, vertex
 from trainer.config import TrainConfig
 from tuning.search import settings_path, trial_tensorboard_dir
 
@@ -17,7 +17,7 @@ NOW = datetime.datetime(2026, 11, 25, 10, 0, 0, tzinfo=datetime.timezone.utc)
 
 @pytest.fixture
 def no_vertex(monkeypatch):
-    for var in (*run_dir.VERTEX_DIRS.values(), "AIP_MODEL_DIR"):
+    for var in (*vertex.VERTEX_DIRS.values(), "AIP_MODEL_DIR"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -37,8 +37,8 @@ def test_vertex_ai_variables_replace_the_run_subdirectories(monkeypatch):
     monkeypatch.setenv("AIP_MODEL_DIR", "gs://bucket/vertex/job1/model/")
     monkeypatch.setenv("AIP_CHECKPOINT_DIR", "gs://bucket/vertex/job1/checkpoints/")
     monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", "gs://bucket/vertex/job1/logs/")
-    assert run_dir.default_job_dir() == "gs://bucket/vertex/job1"
-    paths = run_dir.paths_for(run_dir.default_job_dir(), "20261125T100000Z-abcdef12")
+    assert vertex.default_job_dir() == "gs://bucket/vertex/job1"
+    paths = run_dir.paths_for(vertex.default_job_dir(), "20261125T100000Z-abcdef12")
     assert paths.run_dir == "gs://bucket/vertex/job1/runs/20261125T100000Z-abcdef12"
     assert paths.model == "gs://bucket/vertex/job1/model/"
     assert paths.keras_model == "gs://bucket/vertex/job1/model/model.keras"
@@ -47,7 +47,7 @@ def test_vertex_ai_variables_replace_the_run_subdirectories(monkeypatch):
 
 
 def test_no_job_dir_outside_vertex_ai(no_vertex):
-    assert run_dir.default_job_dir() is None
+    assert vertex.default_job_dir() is None
 
 
 def test_tuner_files_stay_under_a_gs_tuner_dir():

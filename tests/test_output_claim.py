@@ -251,3 +251,156 @@ def test_two_real_beam_jobs_on_one_output_one_fails_and_the_output_is_the_others
     assert first.returncode == 0, first_err
     assert json.loads((out / "manifest.json").read_text())["options"]["seed"] == 1
     assert not (out / CLAIM_NAME).exists()
+
+
+# A holder that was stopped long enough to lose its claim must not touch its successor's
+# output when it resumes: it confirms the claim before every destructive or committing
+# step, in its own process (OutputClaim.confirm) and on Beam's workers (ClaimTicket).
+
+def _taken_over(directory: Path) -> contextlib.AbstractContextManager:
+    """The next job's claim on `directory`, taken over from a holder that looks stalled."""
+    return OutputClaim(str(directory), "successor", stale_after_seconds=0.05)
+
+
+def test_confirm_passes_while_held_and_fails_once_taken_over(tmp_path):
+    with pytest.raises(ClaimLostError, match="while it ran"), OutputClaim(
+            str(tmp_path), "stalled job", heartbeat_seconds=3600) as claim:
+        claim.confirm("writing the manifest")
+        claim.ticket.confirm("writing the manifest")
+        time.sleep(0.1)
+        with _taken_over(tmp_path):
+            for confirm in (claim.ticket.confirm, claim.confirm):
+                with pytest.raises(ClaimLostError, match="taken over by successor .*stops "
+                                   "before writing the manifest"):
+                    confirm("writing the manifest")
+
+
+def test_a_claimed_sink_moves_nothing_into_place_once_the_claim_is_lost(tmp_path):
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from beam_preprocess.claimed_sinks import ClaimedTextSink
+
+    def write(directory: Path, ticket) -> None:
+        with TestPipeline() as p:
+            _ = (p | beam.Create(["a", "b"])
+                 | beam.io.Write(ClaimedTextSink(ticket, str(directory / "part"),
+                                                 shard_name_template="")))
+
+    with OutputClaim(str(tmp_path / "held"), "job") as claim:
+        write(tmp_path / "held", claim.ticket)
+    assert (tmp_path / "held" / "part").read_text().split() == ["a", "b"]
+    with pytest.raises(ClaimLostError, match="taken over by successor .*before moving"):
+        with OutputClaim(str(tmp_path / "lost"), "job", heartbeat_seconds=3600) as claim:
+            time.sleep(0.1)
+            with _taken_over(tmp_path / "lost"):
+                write(tmp_path / "lost", claim.ticket)
+    assert not (tmp_path / "lost" / "part").exists()
+
+
+def test_a_beam_job_that_lost_its_claim_writes_no_shard_and_no_manifest(tmp_path, capsys):
+    from beam_preprocess.__main__ import build
+    from beam_preprocess.options import parse_args
+
+    out = tmp_path / "out"
+    config, beam_args = parse_args(["--train", _train_csv(tmp_path), "--output", str(out),
+                                    *SMALL])
+    with pytest.raises(ClaimLostError, match="taken over by successor"), OutputClaim(
+            str(out), "python -m beam_preprocess", heartbeat_seconds=3600) as claim:
+        pipeline = build(config, beam_args, claim)
+        time.sleep(0.1)
+        with _taken_over(out):
+            pipeline.run().wait_until_finish()
+    committed = [p.relative_to(out).as_posix() for p in out.rglob("*")
+                 if p.is_file() and "beam-temp-" not in p.as_posix()]   # (Beam's, left)
+    assert committed == [], committed
+
+
+def test_a_stopped_beam_job_resumes_and_leaves_its_successors_output_alone(tmp_path):
+    """The reported case: a job stopped past the stale time, its claim taken over and the
+    successor's output finished; resumed, it deleted that output and wrote its own."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "beam_preprocess", "--train", _train_csv(tmp_path),
+               "--output", str(out), "--overwrite", *SMALL]
+    job = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO,
+                           text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / CLAIM_NAME).exists():
+        assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+        time.sleep(0.01)
+    job.send_signal(signal.SIGSTOP)
+    time.sleep(0.1)
+    with _taken_over(out):
+        (out / "manifest.json").write_text('{"written by": "successor"}')
+        job.send_signal(signal.SIGCONT)
+        _, err = job.communicate(timeout=120)
+    assert job.returncode == 1, err
+    assert "taken over by successor" in err and len(err.strip().splitlines()) <= 2, err
+    assert json.loads((out / "manifest.json").read_text()) == {"written by": "successor"}
+
+
+def test_a_trainer_that_lost_its_claim_saves_and_exports_nothing(tmp_path, trainer_data_dir):
+    from trainer.config import TrainConfig
+    from trainer.train import train
+
+    job_dir = tmp_path / "job"
+    config = TrainConfig(lstm_units=(16,), frame=32, hop=16, epochs=1, steps_per_epoch=4,
+                         global_batch_size=32)
+    with pytest.raises(ClaimLostError, match="stops before saving"), OutputClaim(
+            str(job_dir), "python -m trainer train", heartbeat_seconds=3600) as claim:
+        time.sleep(0.1)
+        with _taken_over(job_dir):
+            train(config, trainer_data_dir, str(job_dir), claim)
+    assert not list(job_dir.glob("runs/*/checkpoints/*")) and not (job_dir / "LATEST").exists()
+
+
+def test_a_tuning_chief_that_lost_its_claim_deletes_nothing(tmp_path, trainer_data_dir):
+    from tuning.search import search
+    from tuning.settings import SearchSettings
+    from tuning.space import SearchSpace
+    from trainer.config import TrainConfig
+
+    tuner_dir = tmp_path / "tuner"
+    tuner_dir.mkdir()
+    (tuner_dir / "search.json").write_text("{}")   # stands for the successor's search
+    settings = SearchSettings(data_dir=trainer_data_dir, algorithm="random", max_trials=1,
+                              hyperband_factor=3, space=SearchSpace(),
+                              base=TrainConfig(epochs=1, steps_per_epoch=2))
+    with pytest.raises(ClaimLostError, match="before deleting the earlier search"), OutputClaim(
+            str(tuner_dir), "python -m tuning search", heartbeat_seconds=3600) as claim:
+        time.sleep(0.1)
+        with _taken_over(tuner_dir):
+            search(settings, str(tuner_dir), claim, overwrite=True)
+    assert (tuner_dir / "search.json").read_text() == "{}"
+
+
+SECOND_JOB = """
+import sys
+from {module} import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("apache_beam", "tensorflow", "keras_tuner") if m in sys.modules)
+print(code, ",".join(heavy) or "none")
+"""
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("beam_preprocess.__main__", ["--train", "{csv}", "--output", "{out}", *SMALL]),
+    ("trainer.task", ["train", "--data", "{data}", "--job-dir", "{out}"]),
+    ("tuning.task", ["search", "--data", "{data}", "--tuner-dir", "{out}"]),
+])
+def test_a_second_job_is_refused_before_beam_or_tensorflow_is_imported(
+        module, argv, tmp_path, trainer_data_dir):
+    out = tmp_path / "out"
+    holder = _holding(str(out))
+    values = {"csv": _train_csv(tmp_path), "out": str(out), "data": trainer_data_dir}
+    started = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, "-c", SECOND_JOB.format(module=module),
+         *[a.format(**values) for a in argv]],
+        env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO, text=True, capture_output=True,
+        timeout=60)
+    seconds = time.monotonic() - started
+    _release(holder)
+    assert second.stdout.split() == ["1", "none"], (second.stdout, second.stderr)
+    _assert_names(second.stderr, holder)
+    assert seconds < 5, seconds

@@ -126,12 +126,13 @@ def test_predict_plots_the_test_session_with_the_most_label_changes(
     partial = tmp_path / "partial_labels.csv"
     truth.loc[sessions[other]["ids"]].reset_index().to_csv(partial, index=False)
     shown = predict(trainer_trained_job, trainer_data_dir, out, stride=16, prior="none",
-                    labels=str(partial), plot=str(tmp_path / "other.png"))["session_plot"]
+                    labels=str(partial), plot=str(tmp_path / "other.png"),
+                    overwrite=True)["session_plot"]
     assert shown["session"] == "test session crew {} seat {} {}".format(*other)
     assert os.path.getsize(tmp_path / "other.png") > 0
 
     # No labels: predictions only, of the first session.
     shown = predict(trainer_trained_job, trainer_data_dir, out, stride=16,
-                    prior="none")["session_plot"]
+                    prior="none", overwrite=True)["session_plot"]
     assert shown["session"] == "test session crew {} seat {} {}".format(*min(sessions))
     assert shown["labels_shown"] == [] and shown["label_changes"] == 0

@@ -20,7 +20,7 @@ from tuning.hypermodel import OBJECTIVE_NAME, TRIAL_RECORD
 from trainer.figures import plt
 from tuning.report import (TrialSummary, best_config, load_trials, objective_figure,
                            per_class_figure, trials_markdown)
-from tuning.search import PROJECT
+from tuning.settings import PROJECT
 from tuning.space import SearchSpace
 from tuning.task import main
 

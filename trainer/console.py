@@ -36,11 +36,16 @@ def verbose_option() -> argparse.ArgumentParser:
 
 
 def start(verbose: bool) -> None:
-    """Sets up logging and imports TensorFlow quietly (see the module docstring)."""
+    """Sets up logging; TensorFlow is imported later (import_tensorflow), once the
+    command has done what must not wait for it (a writer claim, a gs:// check)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
+
+
+def import_tensorflow(verbose: bool) -> None:
+    """Imports TensorFlow: quietly (see the module docstring) unless `verbose`."""
     if not verbose:
         import_tensorflow_quietly()
 

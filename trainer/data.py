@@ -78,6 +78,36 @@ def resolve_window(config: TrainConfig, manifest: dict) -> TrainConfig:
     return config
 
 
+def require_windows(data_dir: str, manifest: dict) -> None:
+    """Refuses, before anything is built, data whose training or validation split holds
+    no window of the data's window length (its manifest's counts).
+
+    Sessions (or their contiguous runs) shorter than the window give a split no window:
+    beam_preprocess counts them at its --window, and neither the balancing (which draws
+    by those counts) nor the validation (its window ends are chosen at that length)
+    could do with a shorter trainer --window, so the remedy is preprocessing again."""
+    window = manifest_window(manifest)
+    splits = manifest.get("splits", {})
+    if "valid" not in splits:
+        raise DataError(f"{data_dir} has no validation split: re-run beam_preprocess with "
+                        "--valid-fraction above 0 or --holdout-crews")
+    for split, name in (("train", "training"), ("valid", "validation")):
+        info = splits.get(split) or {}
+        windows = info.get("windows")
+        if windows is None and "windows_per_class" in info:
+            windows = sum(info["windows_per_class"].values())
+        if windows is None or windows > 0:
+            continue  # an older manifest without counts: train_dataset finds out
+        records, rows = info.get("records", 0), info.get("rows", 0)
+        held = (f"its {records} segments hold {rows / records:,.0f} rows on average"
+                if records else "it holds no segment")
+        raise DataError(
+            f"{data_dir}: the {name} split holds no window of {window} rows ({held}): re-run "
+            f"beam_preprocess with a smaller --window, or on more data (longer sessions); "
+            "the trainer's --window cannot help: the data's windows are counted and chosen "
+            "at the data's window")
+
+
 def shard_paths(data_dir: str, manifest: dict, split: str) -> list[str]:
     """Paths of a split's shards; raises DataError naming any that are missing."""
     split_info = manifest.get("splits", {}).get(split)
@@ -143,7 +173,11 @@ def class_counts(manifest: dict, split: str = "train") -> np.ndarray:
     per_class = info.get("windows_per_class") or info.get("rows_per_class")
     if not per_class:
         raise DataError(f"manifest split {split!r} has no windows_per_class or rows_per_class")
-    return np.array([float(per_class.get(c, 0)) for c in spec.CLASSES])
+    counts = np.array([float(per_class.get(c, 0)) for c in spec.CLASSES])
+    if not counts.sum():
+        raise DataError(f"manifest split {split!r} holds no window of {manifest.get('window')} "
+                        "rows: re-run beam_preprocess with a smaller --window, or on more data")
+    return counts
 
 
 def acceptance_by_class(counts: np.ndarray, balancing: str) -> np.ndarray:

@@ -13,10 +13,15 @@ The holder rewrites its heartbeat every HEARTBEAT_SECONDS.  A claim is stale, an
 the next job takes it over with a warning, when its holder ran on this machine
 (same host name and pid namespace) and that pid is gone, or when its heartbeat is
 older than STALE_AFTER_SECONDS (a holder on another machine that died).  A holder
-whose claim was taken over (its heartbeat stalled for that long) learns it at its
-next heartbeat and fails at the end with ClaimLostError, as its output may then mix
-two jobs.  The claim is released (deleted) when the job ends, whether it succeeded
-or failed.
+whose claim was taken over (its heartbeat stalled for that long, e.g. the job was
+stopped) learns it at its next heartbeat and fails at the end with ClaimLostError, as
+its output may then mix two jobs.  Before every destructive or committing step
+(deleting an old output, moving shards into place, writing a manifest, a checkpoint,
+an export, LATEST) the holder calls `OutputClaim.confirm` (in its own process) or
+`ClaimTicket.confirm` (a step on another machine, e.g. a Dataflow worker): either
+raises ClaimLostError unless the claim is still this job's, so a job that resumes
+after losing its claim stops before it touches its successor's output.  The claim
+is released (deleted) when the job ends, whether it succeeded or failed.
 
 This module lives in trainer/ because the trainer image has no Apache Beam while
 beam_preprocess already imports trainer (record_spec); it imports neither Beam nor
@@ -54,6 +59,12 @@ class ClaimLostError(RuntimeError):
     """This job's claim was taken over while it ran (its heartbeat had stalled)."""
 
 
+def _lost_message(directory: str, taker: str, step: str) -> str:
+    return (f"{directory}: this job's claim was taken over by {taker} while this job was "
+            f"stalled, so it stops before {step} and leaves that job's output alone; "
+            "rerun it when that job has ended")
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -65,7 +76,7 @@ def _pid_namespace() -> str:
         return ""
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
     """True unless `pid` is gone (or a zombie) on this machine."""
     try:
         os.kill(pid, 0)
@@ -122,7 +133,7 @@ class Holder:
 
     def why_stale(self, stale_after: float) -> Optional[str]:
         """Why this claim may be taken over, or None while its holder may be alive."""
-        if self.on_this_machine() and not _pid_running(self.pid):
+        if self.on_this_machine() and not pid_running(self.pid):
             return f"pid {self.pid} is gone"
         if self.silent_seconds() > stale_after:
             return f"its heartbeat is over {stale_after:g} s old"
@@ -268,6 +279,26 @@ def _store(directory: str) -> _Store:
     return _LocalStore(directory)
 
 
+@dataclasses.dataclass(frozen=True)
+class ClaimTicket:
+    """What a step running in another process needs to check that its job still holds
+    the claim (picklable; reads the claim, so it costs one small read)."""
+    directory: str
+    claim_id: str
+
+    def confirm(self, step: str) -> None:
+        """Raises ClaimLostError unless the claim is still this job's; `step` names what
+        the caller is about to do, e.g. "writing manifest.json"."""
+        current = _store(self.directory).read()
+        holder = Holder.parse(current[0]) if current else None
+        if holder is None or holder.claim_id != self.claim_id:
+            raise ClaimLostError(_lost_message(self.directory, _describe(holder), step))
+
+
+def _describe(holder: Optional[Holder]) -> str:
+    return holder.describe() if holder else "no job (the claim was deleted)"
+
+
 def is_claim(path: str) -> bool:
     """True for the claim file itself (which an output's own listing must skip)."""
     return posixpath.basename(path.rstrip("/")) == CLAIM_NAME
@@ -291,6 +322,20 @@ class OutputClaim:
     @property
     def path(self) -> str:
         return self._store.path
+
+    @property
+    def ticket(self) -> ClaimTicket:
+        """For steps in other processes (Beam workers) to confirm the claim."""
+        return ClaimTicket(self.directory, self._holder.claim_id)
+
+    def confirm(self, step: str) -> None:
+        """Refreshes the heartbeat and raises ClaimLostError unless the claim is still
+        this job's; call it before every destructive or committing step."""
+        with self._lock:
+            if self._lost_to is None:
+                self._beat()
+            if self._lost_to is not None:
+                raise ClaimLostError(_lost_message(self.directory, self._lost_to, step))
 
     def __enter__(self) -> "OutputClaim":
         self._token = self._acquire()
@@ -343,7 +388,7 @@ class OutputClaim:
         return (Holder.parse(current[0]), current[1]) if current else (None, None)
 
     def _lose_to(self, holder: Optional[Holder]) -> None:
-        self._lost_to = holder.describe() if holder else "no job (the claim was deleted)"
+        self._lost_to = _describe(holder)
 
     def _beat_until_stopped(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):

@@ -10,14 +10,22 @@ in the segment, it takes the segment's last.  Context rows (the first
 `context_rows` of a record) belong to the previous record and are not written
 again, so every id appears once; the ids written are checked against the
 manifest's splits.test.ids.
+
+Test rows that beam_preprocess quarantined are written too (quarantined_rows.py),
+and the outputs are checked before the work and written whole (output_files.py).  A
+probability that is not finite fails the command (nothing written).
 """
 from __future__ import annotations
 
+import csv
+import dataclasses
 import io
 import logging
+import math
 import os
 import posixpath
 import tempfile
+import uuid
 from typing import Callable, Iterator, Optional
 
 import keras
@@ -36,7 +44,10 @@ from trainer.metrics import softmax
 from trainer.model import logits_function
 from trainer.prior import (DEFAULT_BALANCE, DEFAULT_PRIOR, PriorEstimate, balance_prior,
                            correct_prior, estimate_prior_bbse, estimate_prior_em, parse_prior)
+from trainer.output_files import SUBMISSION_HEADER, check_outputs, write_atomically
 from trainer.progress import Progress
+from trainer.quarantined_rows import (NearestRows, quarantine_path, read_quarantined_test_rows,
+                                      report_quarantined)
 from trainer.score import read_labels
 from trainer.session_plot import (UNKNOWN, most_changing_session, segment_trace,
                                   session_figure, session_trace)
@@ -90,6 +101,14 @@ class IdLedger:
         self._seen[offsets] = True
         self.count += ids.size
 
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each id has been added."""
+        offsets = np.asarray(ids, dtype=np.int64) - self.expected["min"]
+        inside = (offsets >= 0) & (offsets < self._seen.size)
+        found = np.zeros(offsets.shape, dtype=bool)
+        found[inside] = self._seen[offsets[inside]]
+        return found
+
     def check_complete(self) -> None:
         seen = np.flatnonzero(self._seen) + self.expected["min"]
         got = {"count": int(seen.size), "min": int(seen.min()) if seen.size else None,
@@ -103,10 +122,10 @@ class IdLedger:
 def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
             prior: Optional[str] = DEFAULT_PRIOR, balance: float = DEFAULT_BALANCE,
             lookahead: float = 0.0, labels: Optional[str] = None,
-            plot: Optional[str] = None) -> dict:
+            plot: Optional[str] = None, overwrite: bool = False) -> dict:
     """Writes `out` (id,A,B,C,D) and the plot of a whole test session; returns a
     summary (rows, the prior aimed at and the prior used, temperature, stride,
-    look-ahead, the session plotted).
+    look-ahead, quarantined test rows, the session plotted).
 
     `lookahead` (seconds, >= 0) lets a row's prediction use that much signal after it
     (module docstring); 0 is causal.
@@ -119,6 +138,9 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     `<name>_session.png`) shows the test session with the most label changes in
     `labels` (a CSV id,event; its band only where an id is labelled), or without
     labels the first session.
+
+    `overwrite`: whether an existing `out` or `plot` may be replaced (only one that
+    predict wrote: a submission, a PNG), as with the command line's --overwrite.
     """
     if lookahead < 0:
         raise UserError(f"--lookahead {lookahead:g}: give 0 (causal) or more seconds")
@@ -137,8 +159,24 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     target = parse_prior(prior, run_info.get("train_rows_per_class")
                          or manifest["splits"].get("train", {}).get("rows_per_class"))
     shards = data.shard_paths(data_dir, manifest, "test")  # DataError if there is no test split
+    quarantine_file = quarantine_path(data_dir, manifest)
+    plot_is_default = not plot
+    plot = plot or posixpath.splitext(out)[0] + "_session.png"
+    inputs = {posixpath.join(data_dir, spec.MANIFEST_NAME): "the data's manifest",
+              **{shard: "a test shard of --data" for shard in shards},
+              paths.file("config.json"): "the run's config.json",
+              paths.file("run.json"): "the run's run.json",
+              paths.keras_model: "the run's model"}
+    if quarantine_file:
+        inputs[quarantine_file] = "the data's quarantine file"
+    if labels:
+        inputs[labels] = "the --labels file"
+    check_outputs({"--out": out, "--plot": plot}, inputs, overwrite, plot_is_default)
     ledger = IdLedger(manifest["splits"]["test"]["ids"])
-    label_of_id = _labels_by_id(labels, ledger.expected) if labels else None
+    quarantined = read_quarantined_test_rows(quarantine_file, manifest, data_dir)
+    nearest = NearestRows(quarantined)
+    label_of_id = (_labels_by_id(labels, ledger.expected, quarantined.ids) if labels
+                   else None)
     model = load_run_model(paths)
     log.info("predicting on %s", describe_devices(tf.distribute.get_strategy()))
     # About one window per `stride` rows (a segment's first window may start later).
@@ -151,7 +189,13 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         own = slice(int(values[spec.CONTEXT_ROWS]), None)
         ids = values[spec.IDS][own]
         ledger.add(ids)
-        segments.append((ids, softmax(window_logits.astype(np.float64) / temperature), index))
+        probs = softmax(window_logits.astype(np.float64) / temperature)
+        _check_finite(probs, f"--run {paths.run_dir}: its model (temperature {temperature:g})",
+                      "its weights are damaged (a training that diverged?): retrain it or "
+                      "give another run")
+        session = (int(values[spec.CREW]), int(values[spec.SEAT]), bytes(values[spec.EXPERIMENT]))
+        nearest.offer(len(segments), session, values[spec.TIME][own])
+        segments.append((ids, probs, index))
         traces.append(((int(values[spec.CREW]), int(values[spec.SEAT]), values[spec.EXPERIMENT]),
                        segment_trace(int(values[spec.BLOCK]), values[spec.TIME][own], index,
                                      None if label_of_id is None
@@ -159,8 +203,8 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         progress.advance(len(window_logits))
     progress.close()
     ledger.check_complete()
-    summary = {"rows": ledger.count, "run_id": paths.run_id, "temperature": temperature,
-               "stride": stride, "lookahead_rows": lookahead_rows}
+    summary = {"rows": ledger.count, "predicted_rows": ledger.count, "run_id": paths.run_id,
+               "temperature": temperature, "stride": stride, "lookahead_rows": lookahead_rows}
     if isinstance(target, PriorEstimate):
         target = _estimate_test_prior(target, segments, training_prior, run_info, summary)
         log.info("test prior estimated (--prior %s): %s", prior,
@@ -172,41 +216,68 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         log.info("prior corrected to %s (--balance %g)", ", ".join(
             f"{c} {p:.3f}" for c, p in zip(spec.CLASSES, target)), balance)
     summary["prior"] = None if target is None else target.tolist()
+    # Quarantined ids not written already (as a predicted row, or earlier in quarantine).
+    fill = nearest.plan(~ledger.contains(quarantined.ids))
+    fill_probs = np.tile(training_prior if target is None else target, (fill.ids.size, 1))
     changes: dict[tuple, int] = {}
     for key, part in traces:
         changes[key] = changes.get(key, 0) + part.label_changes
     shown, shown_parts = most_changing_session(changes), []
-    with tf.io.gfile.GFile(out, "wb") as f:
-        f.write(("id," + ",".join(spec.CLASSES) + "\n").encode())
-        for (ids, probs, index), (key, part) in zip(segments, traces):
-            if target is not None:
-                probs = correct_prior(probs, training_prior, target)
-            f.write(_csv_rows(ids, probs[index]))
-            if key == shown:
-                shown_parts.append((part, probs))
-    log.info("wrote %d rows to %s", ledger.count, out)
+
+    def write_csv(path: str) -> None:
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write((SUBMISSION_HEADER + "\n").encode())
+            for number, ((ids, probs, index), (key, part)) in enumerate(zip(segments, traces)):
+                if target is not None:
+                    probs = correct_prior(probs, training_prior, target)
+                    _check_finite(probs, f"--run {paths.run_dir} with --prior {prior}",
+                                  "give another --prior, e.g. none")
+                row_probs = probs[index]
+                f.write(_csv_rows(ids, row_probs))
+                filled, rows = fill.of_segment(number)
+                fill_probs[filled] = row_probs[rows]
+                if key == shown:
+                    shown_parts.append((part, probs))
+            if fill.ids.size:
+                f.write(_csv_rows(fill.ids, fill_probs))
+
+    write_atomically(out, "--out", overwrite, write_csv)
+    summary["rows"] = ledger.count + int(fill.ids.size)
+    summary["quarantined_test_rows"] = report_quarantined(quarantined, fill, target is None)
+    log.info("wrote %d rows to %s", summary["rows"], out)
     crew, seat, experiment = shown
     trace = session_trace(
         f"test session crew {crew} seat {seat} {experiment.decode()}",
         f"temperature {temperature:.2f}, prior " + ("of training" if target is None else
                                                     f"corrected (balance {balance:g})")
         + (f", look-ahead {lookahead:g} s" if lookahead_rows else ""), shown_parts)
-    plot = plot or posixpath.splitext(out)[0] + "_session.png"
-    save_figure(session_figure(trace), plot)
+    figure = session_figure(trace)
+    write_atomically(plot, "--plot", overwrite, lambda path: save_figure(figure, path))
     summary["session_plot"] = {"path": plot, **trace.describe()}
     log.info("plotted %s in %s", trace.name, plot)
     return summary
 
 
-def _labels_by_id(path: str, ids: dict) -> np.ndarray:
-    """The label index of every test id in [ids min, ids max] (UNKNOWN if unlabelled)."""
+def _check_finite(probs: np.ndarray, source: str, advice: str) -> None:
+    """Refuses window probabilities that are NaN or infinite: nothing is written."""
+    finite = np.isfinite(probs).all(axis=1)
+    if not finite.all():
+        raise UserError(f"{source} gives probabilities that are not finite (NaN or inf) for "
+                        f"{int((~finite).sum())} of {finite.size} windows, so nothing was "
+                        f"written; {advice}")
+
+
+def _labels_by_id(path: str, ids: dict, quarantined: np.ndarray) -> np.ndarray:
+    """The label index of every test id in [ids min, ids max] (UNKNOWN if unlabelled);
+    labels of `quarantined` ids (in no record) are ignored without a word."""
     truth = read_labels(path)
     label_of_id = np.full(ids["max"] - ids["min"] + 1, UNKNOWN, dtype=np.int8)
     offsets = truth["id"].to_numpy() - ids["min"]
     inside = (offsets >= 0) & (offsets < label_of_id.size)
-    if not inside.all():
+    strangers = ~inside & ~np.isin(truth["id"].to_numpy(), quarantined)
+    if strangers.any():
         log.warning("%s: %d labelled ids are not test ids of the data (ignored)",
-                    path, int((~inside).sum()))
+                    path, int(strangers.sum()))
     classes = truth["event"].map({c: i for i, c in enumerate(spec.CLASSES)}).to_numpy()
     label_of_id[offsets[inside]] = classes[inside]
     return label_of_id

@@ -50,6 +50,11 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SAMPLE_RATE_HZ = 256
 MANIFEST_NAME = "manifest.json"
 QUARANTINE_PREFIX = "quarantine/bad_rows"
+QUARANTINE_COLUMNS: tuple[str, ...] = ("file", "line", "reason", "raw")  # line 1 = header
+EMPTY_LINE_REASON = "empty line"   # the quarantine reason of a blank line
+# The first columns of the Kaggle test CSV (beam_preprocess.kaggle_schema builds its
+# columns from these; predict reads them back from quarantined lines).
+TEST_KEY_COLUMNS: tuple[str, ...] = ("id", "crew", "experiment", "time", "seat")
 
 # Little-endian dtypes of the raw byte features.
 SIGNALS_DTYPE = np.dtype("<f4")  # [num_rows, NUM_CHANNELS], row-major

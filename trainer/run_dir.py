@@ -29,11 +29,10 @@ import tensorflow as tf
 
 from trainer.config import TrainConfig
 from trainer.errors import UserError
+from trainer.vertex import VERTEX_DIRS
 
 IN_PROGRESS = "IN_PROGRESS"
 LATEST = "LATEST"
-VERTEX_DIRS = {"checkpoints": "AIP_CHECKPOINT_DIR", "tensorboard": "AIP_TENSORBOARD_LOG_DIR",
-               "model": "AIP_MODEL_DIR"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,12 +53,6 @@ class RunPaths:
     @property
     def saved_model(self) -> str:
         return posixpath.join(self.model, "saved_model")
-
-
-def default_job_dir() -> Optional[str]:
-    """On Vertex AI, the base output directory (the parent of AIP_MODEL_DIR)."""
-    model_dir = os.environ.get("AIP_MODEL_DIR")
-    return posixpath.dirname(model_dir.rstrip("/")) if model_dir else None
 
 
 def make_run_id(config: TrainConfig, now: Optional[datetime.datetime] = None) -> str:

@@ -3,13 +3,16 @@
     train    --data DIR --job-dir DIR [--config FILE] [--<hyperparameter> VALUE ...]
     predict  --run DIR --data DIR --out submission.csv [--stride N] [--prior P]
              [--balance SHARE] [--lookahead SECONDS] [--labels FILE] [--plot FILE]
+             [--overwrite]
     score    --submission FILE --labels FILE
 
 DIRs and files may be local or gs://.  On Vertex AI, --job-dir defaults to the
 base output directory, and AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR and
 AIP_MODEL_DIR are honoured (see trainer/run_dir.py).  A user error (a missing
 file, a bad option, damaged data) prints one line and exits with status 2;
---verbose shows its traceback, and every library's log.
+--verbose shows its traceback, and every library's log.  A training run whose loss
+becomes NaN or infinite stops in one line with status 1, keeping its last good
+checkpoint and exporting nothing.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from trainer import console
 from trainer.config import add_config_arguments, config_from_args
 from trainer.errors import UserError, exit_on_user_error
 from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
+from trainer.gcs_access import check_gcs_access
+from trainer.vertex import default_job_dir
 from trainer.prior import BALANCE_HELP, DEFAULT_BALANCE, DEFAULT_PRIOR, PRIOR_HELP
 from trainer.window_rows import DEFAULT_STRIDE
 
@@ -67,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="the --output directory of beam_preprocess holding the test "
                               "split (required)")
     predict.add_argument("--out", required=True, metavar="FILE",
-                         help="CSV to write: id,A,B,C,D (required)")
+                         help="CSV to write: id,A,B,C,D, every test id of --data (quarantined "
+                              "ones too, where their id reads). Its folder must exist; an "
+                              "existing file needs --overwrite (required)")
     predict.add_argument("--stride", type=_number(int, 1), default=DEFAULT_STRIDE,
                          help="rows between predicted windows. Default: "
                               f"{DEFAULT_STRIDE}")
@@ -87,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
                          "default: none (predictions only, first session)")
     predict.add_argument("--plot", help="PNG of one whole test session's predictions; "
                          "default: beside --out, named <out name>_session.png")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace an existing --out (and --plot) that an earlier predict "
+                              "wrote; a file that is not a submission (or PNG), or is an input "
+                              "of the command, is never replaced. Default: refuse an existing "
+                              "file")
 
     score = commands.add_parser("score", help="multi-class log loss of a submission", **common)
     score.add_argument("--submission", required=True, metavar="FILE",
@@ -103,35 +115,51 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Imported here so that `--help` and argument errors do not wait for TensorFlow.
-    from trainer.data import shards_read_whole
-
+    # TensorFlow is imported here, not at the top, so that `--help` and argument errors
+    # do not wait for it.
     if args.command == "train":
-        from trainer import run_dir
-        from trainer.train import train
-
-        job_dir = args.job_dir or run_dir.default_job_dir()
+        job_dir = args.job_dir or default_job_dir()
         if not job_dir:
             raise UserError("--job-dir is required (or AIP_MODEL_DIR on Vertex AI)")
+        check_gcs_access({"--data": args.data, "--job-dir": job_dir, "--config": args.config})
         try:
-            with shards_read_whole(args.data), OutputClaim(job_dir, "python -m trainer train"):
-                paths = train(config_from_args(args), args.data, job_dir)
+            # Claimed before TensorFlow is imported, so that a second job is refused at once.
+            with OutputClaim(job_dir, "python -m trainer train") as claim:
+                console.import_tensorflow(args.verbose)
+                from trainer.data import shards_read_whole
+                from trainer.train import train
+
+                with shards_read_whole(args.data):
+                    paths = train(config_from_args(args), args.data, job_dir, claim)
         except (OutputClaimedError, ClaimLostError) as err:
             print(f"{PROG} train: {err}", file=sys.stderr)
             return 1
         print(json.dumps({"run_id": paths.run_id, "run_dir": paths.run_dir}))
     elif args.command == "predict":
+        check_gcs_access({"--run": args.run, "--data": args.data, "--out": args.out,
+                          "--labels": args.labels, "--plot": args.plot})
+        console.import_tensorflow(args.verbose)
+        from trainer.data import shards_read_whole
         from trainer.predict import predict
 
         with shards_read_whole(args.data):
             summary = predict(args.run, args.data, args.out,
                               stride=args.stride, prior=args.prior, balance=args.balance,
-                              lookahead=args.lookahead, labels=args.labels, plot=args.plot)
+                              lookahead=args.lookahead, labels=args.labels, plot=args.plot,
+                              overwrite=args.overwrite)
         print(json.dumps(summary))
     else:
+        check_gcs_access({"--submission": args.submission, "--labels": args.labels})
+        console.import_tensorflow(args.verbose)  # score reads gs:// through tf.io.gfile
         from trainer.score import score
 
         metrics = score(args.submission, args.labels)
+        rescaled = metrics["rescaled_rows"]
+        if rescaled:
+            rows = "1 row does" if rescaled == 1 else f"{rescaled} rows do"
+            print(f"{PROG} score: {args.submission}: {rows} not sum to 1: rescaled as Kaggle "
+                  "does (clipped to [1e-15, 1 - 1e-15], then divided by the row's sum)",
+                  file=sys.stderr)
         print(json.dumps(metrics, indent=2))
     return 0
 

@@ -14,7 +14,10 @@ The batches come from the training split held on the devices when it fits
 
 `train` is a whole run: the model, the optimizer and the global step counter are
 checkpointed every `checkpoint_every_steps` steps with tf.train.CheckpointManager,
-and a resumed run stops at the same total of `epochs x steps_per_epoch` steps.  On
+and a resumed run stops at the same total of `epochs x steps_per_epoch` steps.  A
+loss or weights that become NaN or infinite stop a run (DivergedError) with its last
+checkpoint good: an epoch's end is checkpointed only after its validation loss proved
+finite, and no checkpoint holds non-finite weights; nothing is exported then.  On
 the device path a batch is a function of (seed, step), so a resumed run trains on
 exactly the batches an uninterrupted one would; the resumed streaming pipeline is
 seeded with (seed, step), so it does not replay the windows it began with.
@@ -40,8 +43,10 @@ from trainer.config import TrainConfig
 from trainer.device_windows import DeviceWindows, SplitLoader, device_windows_for, load_split
 from trainer.distribution import (describe_devices, make_strategy, per_replica_batch_size,
                                   replica_devices)
+from trainer.errors import DivergedError
 from trainer.metrics import classification_metrics, softmax
 from trainer.model import build_model, logits_function
+from trainer.output_claim import OutputClaim
 from trainer.prior import soft_confusion
 from trainer.progress import Progress
 from trainer.record_spec import CLASSES
@@ -213,6 +218,10 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     Keras' epoch protocol with flat logs.  Training stops early when a callback sets
     `model.stop_training`.  `load_held_split` reads the training split when it is held
     on the devices (tuning passes a HeldSplitCache).
+
+    A training loss that is NaN or infinite (the host reads every step's loss at each
+    sync anyway, so checking them costs nothing) or a validation loss that is raises
+    trainer.errors.DivergedError naming its step, before `on_step` or `on_epoch` see it.
     """
     per_replica_batch_size(config.global_batch_size, strategy)  # validates divisibility
     start_step = int(step_counter.numpy())
@@ -233,33 +242,49 @@ def fit_loop(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     progress = Progress("training", (end_step - start_step) * config.global_batch_size)
     epoch_losses: list[float] = []
     step = start_step
-    while step < end_step:
-        if step % steps_per_epoch == 0 or step == start_step:
-            callbacks.on_epoch_begin(step // steps_per_epoch)
-        losses = train_steps(iterator, tf.constant(steps_until_sync(step, end_step, config)))
-        losses = losses.numpy().tolist()  # the host waits for the device here, once per call
-        progress.advance(len(losses) * config.global_batch_size)
-        for loss in losses:
-            step += 1
-            epoch_losses.append(loss)
-            if on_step:
-                on_step(step, loss)
-        epoch = (step - 1) // steps_per_epoch
-        if step % steps_per_epoch == 0:
-            with random_state_kept(model):
-                logits, labels = validation_logits(logits_fn, valid)
-            temperature, calibrated = temperature_scaled(logits, labels, config.temperature_scaling)
-            result = EpochResult(epoch=epoch, step=step, train_loss=float(np.mean(epoch_losses)),
-                                 metrics=classification_metrics(softmax(logits), labels),
-                                 logits=logits, temperature=temperature, calibrated=calibrated)
-            epoch_losses = []
-            progress.clear()
-            if on_epoch:
-                on_epoch(result)
-            callbacks.on_epoch_end(epoch, result.keras_logs())
-            if model.stop_training:
-                log.info("stopped early after epoch %d", epoch + 1)
-                break
+    try:
+        while step < end_step:
+            if step % steps_per_epoch == 0 or step == start_step:
+                callbacks.on_epoch_begin(step // steps_per_epoch)
+            losses = train_steps(iterator, tf.constant(steps_until_sync(step, end_step, config)))
+            losses = losses.numpy()  # the host waits for the device here, once per call
+            progress.advance(len(losses) * config.global_batch_size)
+            bad = ~np.isfinite(losses)  # checked here, where the host has every step's loss
+            if bad.any():
+                first = int(np.argmax(bad))
+                raise DivergedError("the training loss", losses[first], step + first + 1,
+                                    (step + first) // steps_per_epoch + 1)
+            for loss in losses.tolist():
+                step += 1
+                epoch_losses.append(loss)
+                if on_step:
+                    on_step(step, loss)
+            epoch = (step - 1) // steps_per_epoch
+            if step % steps_per_epoch == 0:
+                with random_state_kept(model):
+                    logits, labels = validation_logits(logits_fn, valid)
+                metrics = classification_metrics(softmax(logits), labels)
+                if not (np.isfinite(logits).all() and np.isfinite(metrics["log_loss"])):
+                    loss = metrics["log_loss"]
+                    raise DivergedError("the validation loss", loss if not np.isfinite(loss)
+                                        else np.nan, step, epoch + 1)
+                temperature, calibrated = temperature_scaled(logits, labels,
+                                                             config.temperature_scaling)
+                result = EpochResult(epoch=epoch, step=step,
+                                     train_loss=float(np.mean(epoch_losses)), metrics=metrics,
+                                     logits=logits, temperature=temperature,
+                                     calibrated=calibrated)
+                epoch_losses = []
+                progress.clear()
+                if on_epoch:
+                    on_epoch(result)
+                callbacks.on_epoch_end(epoch, result.keras_logs())
+                if model.stop_training:
+                    log.info("stopped early after epoch %d", epoch + 1)
+                    break
+    except DivergedError:  # a loss or the weights became NaN or infinite
+        progress.clear()  # the error's line takes the progress line's place
+        raise
     progress.close()
     callbacks.on_train_end()
 
@@ -282,10 +307,16 @@ def _earlier_attempts(paths: run_dir.RunPaths, step: int) -> tuple[list[dict], l
             earlier.get("resumed_from_steps", []))
 
 
-def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
-    """Trains (or resumes) a run; returns its paths.  See run_dir for the layout."""
+def train(config: TrainConfig, data_dir: str, job_dir: str,
+          claim: Optional[OutputClaim] = None) -> run_dir.RunPaths:
+    """Trains (or resumes) a run; returns its paths.  See run_dir for the layout.
+
+    With `claim` (the job directory's, trainer/output_claim.py), every checkpoint, the
+    export and LATEST are written only after the claim is confirmed to be this job's."""
+    confirm = claim.confirm if claim is not None else (lambda step: None)
     manifest = data.read_manifest(data_dir)
     config = data.resolve_window(config, manifest)
+    data.require_windows(data_dir, manifest)  # sessions shorter than the window: say so now
     strategy = make_strategy(config.devices)
     per_replica_batch_size(config.global_batch_size, strategy)  # fail before creating the run
     counts = data.class_counts(manifest, "train")
@@ -331,8 +362,19 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
                 "learning_rate": float(optimizer.learning_rate.numpy()),
             })
             clock.update(time=now, step=step)
-        if step % config.checkpoint_every_steps == 0 or step % config.steps_per_epoch == 0:
-            manager.save(checkpoint_number=step)
+        # An epoch's end is checkpointed by on_epoch, once its validation loss is finite.
+        if step % config.checkpoint_every_steps == 0 and step % config.steps_per_epoch != 0:
+            save_checkpoint(step)
+
+    def save_checkpoint(step: int) -> None:
+        """A checkpoint of finite weights only: the update of a step whose loss was finite
+        can still make them NaN, and a resume would restore them."""
+        value = first_non_finite(model.weights)
+        if value is not None:
+            raise DivergedError("the model's weights", value, step,
+                                (step - 1) // config.steps_per_epoch + 1)
+        confirm(f"saving the checkpoint of step {step}")
+        manager.save(checkpoint_number=step)
 
     # The best epoch's weights are kept in a checkpoint of their own, so that the
     # exported model is the best epoch even after a resume.
@@ -341,10 +383,12 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
         best_weights, posixpath.join(paths.checkpoints, BEST_CHECKPOINTS), max_to_keep=1)
 
     def on_epoch(result: EpochResult) -> None:
+        save_checkpoint(result.step)
         board.validation(result.step, result.metrics, result.logits)
         history.append({"epoch": result.epoch + 1, "step": result.step,
                         "train_loss": result.train_loss, "valid": result.metrics})
         if best_epoch(history) is history[-1]:
+            confirm(f"saving the best epoch's checkpoint (step {result.step})")
             best_manager.save(checkpoint_number=result.step)
         _write_metrics(paths, config, history, prior, resumes, result.step, complete=False)
         log.info("epoch %d step %d: %s", result.epoch + 1, result.step, epoch_summary(result))
@@ -353,10 +397,14 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
                      config.patience)
             model.stop_training = True
 
-    fit_loop(model, optimizer, strategy, config, data_dir, manifest,
-             step_counter=step_counter, end_step=config.total_steps,
-             callbacks=keras.callbacks.CallbackList([], model=model),
-             on_step=on_step, on_epoch=on_epoch)
+    try:
+        fit_loop(model, optimizer, strategy, config, data_dir, manifest,
+                 step_counter=step_counter, end_step=config.total_steps,
+                 callbacks=keras.callbacks.CallbackList([], model=model),
+                 on_step=on_step, on_epoch=on_epoch)
+    except DivergedError as err:
+        board.flush()
+        raise _diverged_run(err, paths, manager, config) from None
     board.flush()
 
     best = best_epoch(history)
@@ -370,6 +418,7 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
         log.warning("the exported model is no better than chance on the balanced validation "
                     "split (%.3f >= ln %d): its predictions carry no information",
                     best["calibrated"]["balanced_log_loss"], len(CLASSES))
+    confirm(f"exporting the model to {paths.model}")
     _save_keras(model, paths.keras_model)
     model.export(paths.saved_model, verbose=False)
     plots.write_run_plots(paths, history, best, model, data_dir, manifest, config)
@@ -378,8 +427,37 @@ def train(config: TrainConfig, data_dir: str, job_dir: str) -> run_dir.RunPaths:
     run_dir.update_json(paths.file("run.json"), {
         "exported_epoch": best["epoch"], "exported_step": best["step"],
         "temperature": best["temperature"], "valid_soft_confusion": confusion.tolist()})
+    confirm(f"updating {run_dir.LATEST}")
     run_dir.finish_run(job_dir, paths)
     return paths
+
+
+def first_non_finite(variables: list) -> Optional[float]:
+    """The first NaN or infinite value among the variables' floats, None if all are
+    finite (one reduction per variable on its device; a copy only of a bad one)."""
+    for variable in variables:
+        if (tf.as_dtype(variable.dtype).is_floating
+                and not bool(tf.reduce_all(tf.math.is_finite(variable)))):
+            values = variable.numpy()
+            return float(values[~np.isfinite(values)].flat[0])
+    return None
+
+
+def _diverged_run(err: DivergedError, paths: run_dir.RunPaths,
+                  manager: tf.train.CheckpointManager, config: TrainConfig) -> DivergedError:
+    """The one-line error of a run stopped by `err`: what it keeps (the last checkpoint,
+    all of whose steps had finite losses and weights) and what to do.  Nothing is
+    exported, LATEST is left alone, and IN_PROGRESS still names the run (run.json
+    records the step)."""
+    latest = manager.latest_checkpoint
+    kept = (f"its last good checkpoint (step {latest.rsplit('-', 1)[1]}) is kept in "
+            f"{paths.checkpoints}" if latest else "no checkpoint was written before it")
+    run_dir.update_json(paths.file("run.json"), {"diverged": {
+        "what": err.quantity, "value": str(err.value), "step": err.step, "epoch": err.epoch,
+        "last_checkpoint": latest}})
+    return err.with_consequence(
+        f"the run stops: {kept} and nothing is exported; lower --learning-rate "
+        f"({config.learning_rate:g} now), or look for non-finite values in the data")
 
 
 def epoch_summary(result: EpochResult) -> str:

@@ -16,6 +16,10 @@ score (the objective's lowest value) and its best epoch are the exported model's
 loss and epoch, and a trial stops early by the trainer's rule too
 (trainer.train.should_stop with the config's `patience`).  keras-tuner's
 SaveBestEpoch keeps the weights of that epoch, which Hyperband continues from.
+
+A trial whose loss becomes NaN or infinite fails (keras-tuner's FailedTrialError), as
+the trainer would export nothing with its config: the search goes on with the next
+trial, and its record says at which step ("diverged").
 """
 from __future__ import annotations
 
@@ -29,10 +33,11 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
-from trainer import run_dir
+from trainer import data, run_dir
 from trainer.config import TrainConfig
 from trainer.device_windows import HeldSplitCache
 from trainer.distribution import per_replica_batch_size
+from trainer.errors import DivergedError
 from trainer.model import build_model
 from trainer.summaries import TensorBoardLog
 from trainer.train import (EpochResult, best_epoch, fit_loop, make_optimizer, make_step_counter,
@@ -72,6 +77,7 @@ class LSTMHyperModel(kt.HyperModel):
         super().__init__(name="pilotstate_lstm")
         for batch_size in space.batch_sizes:
             per_replica_batch_size(batch_size, strategy)  # every choice must split evenly
+        data.require_windows(data_dir, manifest)  # else every trial would fail the same way
         self.space = space
         self.base = base
         self.data_dir = data_dir
@@ -119,16 +125,32 @@ class LSTMHyperModel(kt.HyperModel):
         steps = config.steps_per_epoch
         step_counter = make_step_counter(self.strategy)
         step_counter.assign(initial_epoch * steps)
-        fit_loop(model, optimizer, self.strategy, config, self.data_dir, self.manifest,
-                 step_counter=step_counter, end_step=epochs * steps,
-                 callbacks=callback_list, on_epoch=on_epoch, load_held_split=self.held_splits)
+        try:
+            fit_loop(model, optimizer, self.strategy, config, self.data_dir, self.manifest,
+                     step_counter=step_counter, end_step=epochs * steps,
+                     callbacks=callback_list, on_epoch=on_epoch,
+                     load_held_split=self.held_splits)
+        except DivergedError as err:
+            board.flush()
+            record.update(seconds=time.perf_counter() - started, diverged={
+                "what": err.quantity, "value": str(err.value), "step": err.step,
+                "epoch": err.epoch})
+            run_dir.write_json(record_path, record)
+            log.warning("trial %s (%s) fails: %s", posixpath.basename(trial_dir.rstrip("/")),
+                        _shown_values(hp), err)
+            raise kt.errors.FailedTrialError(f"{err}; the trial fails (learning rate "
+                                             f"{config.learning_rate:g})") from None
         board.flush()
         record.update(seconds=time.perf_counter() - started, complete=True,
                       stopped_early=len(record["epochs"]) < epochs - initial_epoch)
         run_dir.write_json(record_path, record)
         log.info("trial %s (%s): %s %.4f after %d epochs, %.0f s",
-                 posixpath.basename(trial_dir.rstrip("/")),
-                 ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in hp.values.items()), OBJECTIVE_NAME,
+                 posixpath.basename(trial_dir.rstrip("/")), _shown_values(hp), OBJECTIVE_NAME,
                  exported_log_loss(history), len(record["epochs"]), record["seconds"])
         return model.history
+
+
+def _shown_values(hp: kt.HyperParameters) -> str:
+    """A trial's hyperparameters in a log line: "units_0 16, learning_rate 0.0031"."""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in hp.values.items())

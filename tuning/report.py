@@ -42,7 +42,8 @@ from trainer.errors import UserError
 from trainer.figures import plt, save_figure
 from trainer.record_spec import CLASSES
 from tuning.hypermodel import TRIAL_RECORD
-from tuning.search import OBJECTIVE, PROJECT
+from tuning.search import OBJECTIVE
+from tuning.settings import PROJECT, REPORT_DIR
 
 HYPERPARAMETERS = ("lstm_layers", "units_0", "units_1", "units_2", "dropout",
                    "learning_rate", "batch_size", "front_end", "window", "frame",
@@ -278,7 +279,7 @@ def best_config(trials: list[TrialSummary]) -> TrainConfig:
 def write_report(tuner_dir: str, top: int = 3) -> dict[str, Any]:
     """Writes TUNER_DIR/report/ and returns what it holds (the table included)."""
     trials = load_trials(tuner_dir)
-    out_dir = posixpath.join(tuner_dir, "report")
+    out_dir = posixpath.join(tuner_dir, REPORT_DIR)
     tf.io.gfile.makedirs(out_dir)
     table = trials_markdown(trials)
     with tf.io.gfile.GFile(posixpath.join(out_dir, "trials.md"), "w") as f:

@@ -10,7 +10,10 @@ Layout of a tuner directory (local or gs://):
 
 Re-running the same search resumes it (keras-tuner reloads the oracle; finished
 trials are kept); a search with different settings in the same directory is
-refused unless `overwrite` is set.  A space that some trial could not train on
+refused unless `overwrite` is set, which deletes an earlier search's directory but
+refuses one that holds anything else (settings.TUNER_DIR_ENTRIES) or the data.  The
+chief confirms its writer claim before it deletes, writes search.json or starts a
+trial.  A space that some trial could not train on
 (tuning.space.SearchSpace.check) is refused before the directory is touched.
 Distribution is keras-tuner's chief/worker mode, configured by KERASTUNER_TUNER_ID,
 KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT; each process trains on all GPUs
@@ -18,7 +21,6 @@ of its machine.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import posixpath
@@ -33,18 +35,23 @@ from trainer.distribution import describe_devices, make_strategy
 from trainer.errors import UserError
 from trainer.output_claim import OutputClaim, is_claim
 from tuning.hypermodel import OBJECTIVE_NAME, LSTMHyperModel
-from tuning.settings import SETTINGS_NAME, SearchSettings, setting_differences
+from tuning.settings import (PROJECT, SETTINGS_NAME, TENSORBOARD_DIR, TUNER_DIR_ENTRIES,
+                             SearchSettings, setting_differences)
 
 log = logging.getLogger(__name__)
 
-PROJECT = "pilotstate"
 OBJECTIVE = kt.Objective(OBJECTIVE_NAME, direction="min")
 
 
 class _TrialDirs:
-    """Hands each trial's own directories to LSTMHyperModel.fit."""
+    """Hands each trial's own directories to LSTMHyperModel.fit; the chief confirms its
+    claim on the tuner directory (`claim`, None on a worker) before each trial."""
+
+    claim: Optional[OutputClaim] = None
 
     def run_trial(self, trial, *args, **kwargs):
+        if self.claim is not None:
+            self.claim.confirm(f"trial {trial.trial_id}")
         kwargs["trial_dir"] = self.get_trial_dir(trial.trial_id)
         kwargs["tensorboard_dir"] = trial_tensorboard_dir(self.directory, trial.trial_id)
         return super().run_trial(trial, *args, **kwargs)
@@ -62,14 +69,8 @@ class Hyperband(_TrialDirs, kt.Hyperband):
     pass
 
 
-def is_worker() -> bool:
-    """A worker of a distributed search (not the chief, not a single process)."""
-    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get(
-        "KERASTUNER_TUNER_ID", "")
-
-
 def trial_tensorboard_dir(tuner_dir: str, trial_id: str) -> str:
-    return posixpath.join(tuner_dir, "tensorboard", trial_id)
+    return posixpath.join(tuner_dir, TENSORBOARD_DIR, trial_id)
 
 
 def settings_path(tuner_dir: str) -> str:
@@ -84,15 +85,39 @@ def read_settings(tuner_dir: str) -> SearchSettings:
     return SearchSettings.from_dict(run_dir.read_json(path))
 
 
-def _claim_directory(tuner_dir: str, settings: SearchSettings, overwrite: bool) -> None:
+def _normalised(path: str) -> str:
+    return path.rstrip("/") if "://" in path else os.path.realpath(path)
+
+
+def _check_overwritable(tuner_dir: str, data_dir: str) -> None:
+    """Refuses a tuner directory that holds the data or anything a search does not write."""
+    if (_normalised(data_dir) + "/").startswith(_normalised(tuner_dir) + "/"):
+        raise UserError(f"--tuner-dir {tuner_dir} holds the search's --data {data_dir}: "
+                        "choose a tuner directory that does not hold the data")
+    if not tf.io.gfile.exists(tuner_dir):
+        return
+    foreign = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(tuner_dir)
+                     if name.rstrip("/") not in TUNER_DIR_ENTRIES and not is_claim(name))
+    if foreign:
+        raise UserError(f"--overwrite: {tuner_dir} holds {', '.join(foreign[:3])}, which a "
+                        "search does not write, so nothing was deleted; choose another "
+                        "--tuner-dir, or empty it yourself")
+
+
+def _claim_directory(tuner_dir: str, settings: SearchSettings, overwrite: bool,
+                     claim: OutputClaim) -> None:
     """Writes search.json, or checks that an earlier search had the same settings.
 
     Only max_trials may differ, so that a finished search can be extended.
-    `overwrite` removes the whole tuner directory first (trials, logs, report).
+    `overwrite` removes an earlier search's whole directory first (trials, logs,
+    report); a directory holding anything else is refused.
     """
     path = settings_path(tuner_dir)
-    if overwrite and tf.io.gfile.exists(tuner_dir):
-        _empty_directory(tuner_dir)
+    if overwrite:
+        _check_overwritable(tuner_dir, settings.data_dir)
+        if tf.io.gfile.exists(tuner_dir):
+            claim.confirm("deleting the earlier search")
+            _empty_directory(tuner_dir)
     if tf.io.gfile.exists(path):
         earlier = run_dir.read_json(path)
         ours = settings.to_dict()
@@ -102,6 +127,7 @@ def _claim_directory(tuner_dir: str, settings: SearchSettings, overwrite: bool) 
                             + "; ".join(differing) + "): use the same settings to resume it, "
                             "--overwrite to start afresh, or another --tuner-dir")
     tf.io.gfile.makedirs(tuner_dir)
+    claim.confirm(f"writing {SETTINGS_NAME}")
     run_dir.write_json(path, settings.to_dict())
 
 
@@ -144,22 +170,22 @@ def make_tuner(settings: SearchSettings, tuner_dir: str, *, overwrite: bool = Fa
     return RandomSearch(max_trials=settings.max_trials, **common)
 
 
-def search(settings: SearchSettings, tuner_dir: str, overwrite: bool = False) -> kt.Tuner:
-    """Runs (or resumes) the search; returns the tuner.  Workers never overwrite.
+def search(settings: SearchSettings, tuner_dir: str, claim: Optional[OutputClaim],
+           overwrite: bool = False) -> kt.Tuner:
+    """Runs (or resumes) the search; returns the tuner.
 
-    The chief (or a single process) holds the tuner directory's writer claim
-    (trainer/output_claim.py) throughout, so that a second chief fails at once."""
-    checked_base(settings)  # before the directory is claimed (or wiped)
-    overwrite = overwrite and not is_worker()
-    writer = (contextlib.nullcontext() if is_worker()
-              else OutputClaim(tuner_dir, "python -m tuning search"))
-    with writer:
-        if not is_worker():
-            _claim_directory(tuner_dir, settings, overwrite)
-        tuner = make_tuner(settings, tuner_dir, overwrite=overwrite)
-        if not is_worker():
-            # keras-tuner's own table of every trial's values is ~25 lines a trial; the
-            # hypermodel logs one line per trial instead (`tuning report` shows them all).
-            tuner.oracle.verbose = 0
-        tuner.search(epochs=settings.base.epochs)
+    The chief (or a single process) holds the tuner directory's writer `claim`
+    (trainer/output_claim.py) throughout, taken by the caller; a worker (`claim` None)
+    never overwrites."""
+    checked_base(settings)  # before the directory is wiped
+    overwrite = overwrite and claim is not None
+    if claim is not None:
+        _claim_directory(tuner_dir, settings, overwrite, claim)
+    tuner = make_tuner(settings, tuner_dir, overwrite=overwrite)
+    if claim is not None:
+        tuner.claim = claim
+        # keras-tuner's own table of every trial's values is ~25 lines a trial; the
+        # hypermodel logs one line per trial instead (`tuning report` shows them all).
+        tuner.oracle.verbose = 0
+    tuner.search(epochs=settings.base.epochs)
     return tuner

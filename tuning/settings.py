@@ -7,14 +7,23 @@ options from here and must answer at once.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
-from trainer.config import TrainConfig
+from trainer.config import AT_LEAST_ONE, Range, TrainConfig
 from trainer.errors import UserError
 from tuning.space import SearchSpace
 
 ALGORITHMS = ("hyperband", "bayesian", "random")
 SETTINGS_NAME = "search.json"
+# What a search writes into its tuner directory (tuning/search.py has the layout);
+# --overwrite deletes a directory that holds nothing else.
+PROJECT = "pilotstate"
+TENSORBOARD_DIR = "tensorboard"
+REPORT_DIR = "report"
+TUNER_DIR_ENTRIES = (SETTINGS_NAME, PROJECT, TENSORBOARD_DIR, REPORT_DIR)
+# The allowed values of the numeric settings (checked by their options too).
+SETTING_RANGES = {"max_trials": AT_LEAST_ONE, "hyperband_factor": Range(2)}
 # Keys of search.json whose option is not `--` + the key with dashes.
 _OPTIONS = {"data_dir": "--data", "space.dropout": "--dropout-range",
             "space.learning_rate": "--learning-rate-range"}
@@ -33,8 +42,11 @@ class SearchSettings:
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise UserError(f"--algorithm {self.algorithm!r} is not one of {ALGORITHMS}")
-        if self.max_trials < 1 or self.hyperband_factor < 2:
-            raise UserError("--max-trials must be >= 1, --hyperband-factor >= 2")
+        for name, allowed in SETTING_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+                raise UserError(f"--{name.replace('_', '-')} {value!r}: not "
+                                f"{allowed.describe(int)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "space": self.space.to_dict(),
@@ -76,3 +88,10 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return "(none)" if value is None else str(value)
+
+
+def is_worker() -> bool:
+    """A worker of a distributed search (not the chief, not a single process), as set by
+    keras-tuner's KERASTUNER_TUNER_ID and KERASTUNER_ORACLE_IP."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get(
+        "KERASTUNER_TUNER_ID", "")

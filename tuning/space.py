@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from trainer.config import FRONT_ENDS, TrainConfig
+from trainer.config import (AT_LEAST_ONE, FRONT_ENDS, NON_NEGATIVE, Range, TrainConfig,
+                            field_range)
 from trainer.errors import UserError
 
 if TYPE_CHECKING:  # keras_tuner imports TensorFlow, which `--help` must not wait for
@@ -36,6 +37,15 @@ FRAMED_FRONT_ENDS = tuple(f for f in FRONT_ENDS if f != "raw")  # those with fra
 
 class SpaceError(UserError):
     """The search space cannot be searched (on this data, with this base config)."""
+
+
+# The allowed values of each numeric dimension (of its bounds for the two ranges), checked
+# by its option (tuning/task.py) and by SearchSpace: the tuned TrainConfig keys' own ranges.
+RANGES = {"max_layers": AT_LEAST_ONE, "units": AT_LEAST_ONE, "batch_sizes": AT_LEAST_ONE,
+          "windows": AT_LEAST_ONE, "frames": AT_LEAST_ONE,
+          "dropout": field_range("dropout"), "learning_rate": field_range("learning_rate"),
+          "hop_fractions": Range(0, 1, low_open=True), "augment": NON_NEGATIVE}
+RANGE_OPTIONS = {"dropout": "--dropout-range", "learning_rate": "--learning-rate-range"}
 
 
 def shown(values: tuple) -> str:
@@ -60,28 +70,38 @@ class SearchSpace:
     temperature_scaling: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.max_layers < 1:
-            raise SpaceError(f"--max-layers must be >= 1, got {self.max_layers}")
+        if self.max_layers not in RANGES["max_layers"]:
+            raise SpaceError(f"--max-layers {self.max_layers}: not "
+                             f"{RANGES['max_layers'].describe(int)}")
         for name in ("units", "batch_sizes", "windows", "frames"):
             values = getattr(self, name)
-            if values and min(values) < 1:
+            bad = [v for v in values if v not in RANGES[name]]
+            if bad:
                 flag = "--" + name.replace("_", "-")
-                raise SpaceError(f"{flag} {shown(values)}: need positive choices")
+                raise SpaceError(f"{flag} {shown(values)}: {shown(bad[:1])} is not "
+                                 f"{RANGES[name].describe(int)}")
         if not self.units or not self.batch_sizes:
             raise SpaceError("--units and --batch-sizes need at least one choice each")
-        for name, flag in (("dropout", "--dropout-range"),
-                           ("learning_rate", "--learning-rate-range")):
+        for name, flag in RANGE_OPTIONS.items():
             bounds = getattr(self, name)
-            if len(bounds) != 2 or not bounds[0] <= bounds[1]:
+            if len(bounds) != 2:
+                raise SpaceError(f"{flag} {shown(bounds)}: need LOW,HIGH")
+            for which, value in zip(("LOW", "HIGH"), bounds):
+                if value not in RANGES[name]:
+                    raise SpaceError(f"{flag} {shown(bounds)}: {which} {shown((value,))} is not "
+                                     f"{RANGES[name].describe()}")
+            if not bounds[0] <= bounds[1]:
                 raise SpaceError(f"{flag} {shown(bounds)}: need LOW,HIGH with LOW <= HIGH")
         unknown = sorted(set(self.front_ends) - set(FRONT_ENDS))
         if unknown:
             raise SpaceError(f"--front-ends {shown(unknown)}: not among {shown(FRONT_ENDS)}")
-        if any(not 0.0 < f <= 1.0 for f in self.hop_fractions):
+        if any(f not in RANGES["hop_fractions"] for f in self.hop_fractions):
             raise SpaceError(f"--hop-fractions {shown(self.hop_fractions)}: each must be in "
                              "(0, 1], so that the hop is at most the frame")
-        if any(m < 0 for m in self.augment):
-            raise SpaceError(f"--augment {shown(self.augment)}: multipliers must be >= 0")
+        bad = [m for m in self.augment if m not in RANGES["augment"]]
+        if bad:
+            raise SpaceError(f"--augment {shown(self.augment)}: {shown(bad[:1])} is not "
+                             f"{RANGES['augment'].describe()}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v
