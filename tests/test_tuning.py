@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-from typing import Optional
 
 import keras_tuner as kt
 import numpy as np
@@ -123,7 +122,7 @@ def test_other_settings_in_the_same_directory_are_refused_naming_both_values(
     assert "--overwrite" in line
 
 
-def test_report_lists_every_trial_and_the_exported_config_reproduces_the_best(
+def test_report_lists_every_trial_and_exports_the_chosen_config(
         random_search, trainer_data_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", "--tuner-dir", random_search]) == 0
@@ -144,24 +143,21 @@ def test_report_lists_every_trial_and_the_exported_config_reproduces_the_best(
     with open(os.path.join(report_dir, "best_config.json")) as f:
         best = json.load(f)
     record = _records(random_search)[trials[0].trial_id]["record"]
-    assert best == {**record["config"], "epochs": trials[0].best_epoch + 1}
+    # What the search chose, with its budget (the trial's epochs and patience) set back
+    # to the trainer's defaults: the trainer then trains to its own stopping rule.
+    defaults = TrainConfig().to_dict()
+    assert record["config"]["epochs"] != defaults["epochs"]
+    assert best == {**record["config"], "epochs": defaults["epochs"],
+                    "patience": defaults["patience"]}
 
     from trainer.task import main as trainer_main
     job_dir = str(tmp_path / "job")
     assert trainer_main(["train", "--data", trainer_data_dir, "--job-dir", job_dir,
-                         "--config", os.path.join(report_dir, "best_config.json")]) == 0
+                         "--config", os.path.join(report_dir, "best_config.json"),
+                         "--epochs", "2"]) == 0
     latest = open(os.path.join(job_dir, "LATEST")).read().strip()
     with open(os.path.join(job_dir, "runs", latest, "config.json")) as f:
-        assert json.load(f) == best
-    with open(os.path.join(job_dir, "runs", latest, "metrics.json")) as f:
-        metrics = json.load(f)
-    assert metrics["complete"]
-    # The trainer's own early stopping and best-epoch export pick the trial's best epoch.
-    assert metrics["best"]["epoch"] == trials[0].best_epoch + 1
-    assert metrics["best"]["valid"]["balanced_log_loss"] == pytest.approx(
-        trials[0].metrics["val_balanced_log_loss"], abs=1e-3)
-    assert metrics["best"]["calibrated"]["balanced_log_loss"] == pytest.approx(
-        trials[0].score, abs=1e-3)
+        assert json.load(f) == {**best, "epochs": 2}
 
 
 def _legend_outside(fig, ax) -> bool:
@@ -253,22 +249,15 @@ def test_space_keeps_booleans_and_gives_raw_trials_no_frame():
         assert config.augment_noise == pytest.approx(base.augment_noise * 0.5)
 
 
-def _summary(trial_id: str, best_epoch: int, initial_epoch: int = 0,
-             parent: Optional[str] = None) -> TrialSummary:
-    return TrialSummary(trial_id=trial_id, status="COMPLETED", hyperparameters={}, score=1.0,
-                        best_epoch=best_epoch, metrics={}, epochs=[], seconds=1.0,
-                        config={**BASE.to_dict(), "window": 64}, initial_epoch=initial_epoch,
-                        parent=parent)
-
-
-def test_best_config_of_a_continued_trial_counts_its_parents_epochs():
-    """Hyperband continues a trial from its parent's best-epoch weights.  Epochs 0-based:
-    trial 2 ran from epoch 4 and was best at 5 (2 epochs), starting from trial 1's best
-    epoch 2, which ran from 2 (1 epoch), starting from trial 0's best epoch 1 (2 epochs)."""
-    trials = [_summary("2", best_epoch=5, initial_epoch=4, parent="1"),
-              _summary("1", best_epoch=2, initial_epoch=2, parent="0"),
-              _summary("0", best_epoch=1)]
-    assert best_config(trials).epochs == 2 + 1 + 2
+def test_best_config_keeps_the_choice_and_drops_the_search_budget():
+    chosen = {**BASE.to_dict(), "window": 64, "lstm_units": [32, 32], "learning_rate": 0.003,
+              "epochs": 10, "patience": 3}
+    trials = [TrialSummary(trial_id="7", status="COMPLETED", hyperparameters={}, score=1.0,
+                           best_epoch=4, metrics={}, epochs=[], seconds=1.0, config=chosen,
+                           initial_epoch=0, parent=None)]
+    best = best_config(trials)
+    assert (best.lstm_units, best.learning_rate, best.window) == ((32, 32), 0.003, 64)
+    assert (best.epochs, best.patience) == (BASE.epochs, BASE.patience)
 
 
 def test_hyperband_continues_trials_from_earlier_epochs(trainer_data_dir, tmp_path):

@@ -13,12 +13,11 @@ can be reviewed where its data is not.  Writes into TUNER_DIR/report/:
     hparams/                     TensorBoard HParams logs (tensorboard --logdir TUNER_DIR/report/hparams)
     best_config.json             the best trial's TrainConfig: `python -m trainer train --config`
 
-best_config.json is the best trial's config with `epochs` set to the epochs of
-training behind its best weights, so that the trainer (whose early stopping and
-best-epoch export follow the same rule as the trials, with the trial's patience)
-trains that far and exports that epoch.  A Hyperband trial that continues another
-starts from its parent's best-epoch weights with a fresh optimizer; its count
-includes its parent's (and so on up), which `trainer train` runs in one piece.
+best_config.json is what the search chose, not its budget: the best trial's config
+with `epochs` and `patience` (SEARCH_BUDGET: what bounds each trial, e.g. the demo's
+`--epochs 10 --patience 3`) set back to the trainer's defaults, so that `trainer
+train --config best_config.json` trains the chosen model to the trainer's own
+stopping rule.  The trial's own best epoch is in the report's table.
 """
 from __future__ import annotations
 
@@ -258,21 +257,18 @@ def write_hparams_logs(trials: list[TrialSummary], log_dir: str) -> None:
                     tf.summary.scalar(m, t.metrics[m], step=0)
 
 
-def trained_epochs(trial: TrialSummary, trials: list[TrialSummary]) -> int:
-    """Epochs of training behind the trial's best weights, its parents' included."""
-    own = trial.best_epoch - trial.initial_epoch + 1
-    if trial.parent is None:
-        return own
-    parent = next(t for t in trials if t.trial_id == trial.parent)
-    return own + trained_epochs(parent, trials)
+# The options that bound a trial rather than define the model it trains.
+SEARCH_BUDGET = ("epochs", "patience")
 
 
 def best_config(trials: list[TrialSummary]) -> TrainConfig:
-    """The best trial's config, trained for as many epochs as its best weights needed."""
+    """The best trial's config, with the search's budget (SEARCH_BUDGET) set back to
+    the trainer's defaults."""
     best = next((t for t in trials if t.best_epoch is not None and t.config), None)
     if best is None:
         raise ValueError("no trial finished with a score: nothing to export")
-    return TrainConfig.from_dict({**best.config, "epochs": trained_epochs(best, trials)},
+    defaults = TrainConfig().to_dict()
+    return TrainConfig.from_dict({**best.config, **{k: defaults[k] for k in SEARCH_BUDGET}},
                                  source=f"trial {best.trial_id}")
 
 
