@@ -7,8 +7,9 @@
 # The base must provide Python 3.10+ (as `python`, with pip) and, for GPUs,
 # CUDA/cuDNN (the official TensorFlow GPU image does; a plain CUDA base works too,
 # as pip then installs tensorflow from requirements.lock: use tensorflow[and-cuda]
-# there).  The trainer's dependencies and the `tuning` extra (keras-tuner) are
-# installed, not the `beam` extra: the image has no Apache Beam.
+# there).  The `trainer` extra (TensorFlow, Keras, ...; the base dependencies are
+# the Beam job's) and the `tuning` extra (keras-tuner) are installed, not the
+# `beam` extra: the image has no Apache Beam.
 # `make test-docker` builds this same file on a local Debian base whose pip reads
 # a wheelhouse (tests/test_docker_image.py), as no image registry is reachable there.
 # The image holds no credentials: on Vertex AI / GCE they come from the metadata
@@ -32,7 +33,7 @@ WORKDIR /opt/pilotstate
 # PIP_BREAK_SYSTEM_PACKAGES: bases whose system Python is marked externally managed.
 COPY setup.py requirements.lock ./
 RUN mkdir trainer tuning && touch trainer/__init__.py tuning/__init__.py \
-    && python -m pip install -c requirements.lock ".[tuning]" \
+    && python -m pip install -c requirements.lock ".[trainer,tuning]" \
     && rm -rf build ./*.egg-info trainer tuning
 COPY trainer/ trainer/
 COPY tuning/ tuning/

@@ -18,7 +18,7 @@ DEMO_SEED  ?= 0
 $(STAMP): setup.py requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade "pip==26.3"
-	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[beam,tuning,test,bench]"
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[beam,trainer,tuning,test,bench]"
 	touch $(STAMP)
 
 venv: $(STAMP)

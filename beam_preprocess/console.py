@@ -2,8 +2,8 @@
 
 Without --verbose: Python logging at WARNING except our own progress lines, and a
 step failure that `main` reports in one line (bad input, failed row accounting) is
-not also logged by Beam with a traceback.  (TensorFlow's C++ start-up lines are
-hidden where the Encode step imports it: trainer.console.import_tensorflow_quietly.)
+not also logged by Beam with a traceback.  (The job does not import TensorFlow, so
+there are no TensorFlow start-up lines to hide: trainer/example_proto.py encodes.)
 """
 from __future__ import annotations
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
+import os
 from typing import Callable, Optional, Sequence
 
 from beam_preprocess import kaggle_schema as ks
@@ -14,6 +16,22 @@ from trainer import record_spec
 # runs the same portable engine directly and honours --direct_num_workers and
 # --direct_running_mode, so it is the default when no --runner is given.
 DEFAULT_RUNNER = "FnApiRunner"
+# FnApiRunner runs each fused stage as one bundle in one thread unless given
+# --direct_num_workers N: then it cuts every stage's input into N parts and runs them
+# in N threads of this process at once (its default in_memory mode: in-process workers,
+# so a failing step's exception keeps its type and main reports it in one line; the
+# multi_threading mode's gRPC workers turn it into a traceback text).  The job's heavy
+# work releases the GIL (zlib's GZIP, pyarrow's CSV reader, numpy, file writes: the GIL
+# is held ~15% of the time, py-spy on the test split), so without the user's own
+# --direct_num_workers or --direct_running_mode the job takes one worker per usable
+# core, at most this many (memory grows by a parsed chunk and a block per worker).
+MAX_DEFAULT_LOCAL_WORKERS = 4
+_PARALLEL_OPTIONS = ("--direct_num_workers", "--direct_running_mode")
+# Beam 2.77 warns that N workers in in_memory mode lack "the desired worker parallelism
+# effect"; its FnApiRunner does run them in parallel (ParallelBundleManager), so the
+# warning is dropped where the job set N itself.
+_FN_RUNNER_LOGGER = "apache_beam.runners.portability.fn_api_runner.fn_runner"
+_IN_MEMORY_WORKERS_WARNING = "If direct_num_workers is not equal to 1"
 
 # Floors of the window-derived defaults (their fixed values before they followed it).
 MIN_DEFAULT_CARRY_SECONDS = 4.0
@@ -164,7 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Kaggle pilot CSVs -> sorted, scaled, split TFRecord segments, "
                     "manifest.json and a quarantine file. Runs locally on Beam's "
                     f"{DEFAULT_RUNNER} unless --runner is given (e.g. --runner "
-                    "DataflowRunner). Options not listed here are Beam pipeline options "
+                    "DataflowRunner), there with one worker thread per core (at most "
+                    f"{MAX_DEFAULT_LOCAL_WORKERS}) if neither --direct_num_workers nor "
+                    "--direct_running_mode is given. Options not listed here are Beam "
+                    "pipeline options "
                     "(--runner, --project, --region, --temp_location, ...), passed through.")
     p.add_argument("--train", help="train.csv path or glob (local or gs://; .gz, .bz2, .xz, "
                                    ".zst or .deflate are decompressed). Default: none")
@@ -244,11 +265,55 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_local_workers() -> int:
+    """One worker per core this process may use, at most MAX_DEFAULT_LOCAL_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_LOCAL_WORKERS))
+
+
+def _given(beam_args: Sequence[str], option: str) -> bool:
+    return any(a == option or a.startswith(option + "=") for a in beam_args)
+
+
+def _runner(beam_args: Sequence[str]) -> str:
+    """The last --runner's value (Beam's parser keeps the last)."""
+    runner = ""
+    for i, arg in enumerate(beam_args):
+        if arg == "--runner" and i + 1 < len(beam_args):
+            runner = beam_args[i + 1]
+        elif arg.startswith("--runner="):
+            runner = arg[len("--runner="):]
+    return runner
+
+
+class _DropInMemoryWorkersWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_IN_MEMORY_WORKERS_WARNING)
+
+
+def with_runner_defaults(beam_args: Sequence[str]) -> list[str]:
+    """Beam's arguments with the job's local defaults: --runner FnApiRunner if no runner
+    is given, and on FnApiRunner --direct_num_workers default_local_workers() unless
+    --direct_num_workers or --direct_running_mode is given."""
+    beam_args = list(beam_args)
+    if not _given(beam_args, "--runner"):
+        beam_args = ["--runner", DEFAULT_RUNNER] + beam_args
+    if _runner(beam_args) == DEFAULT_RUNNER and not any(
+            _given(beam_args, option) for option in _PARALLEL_OPTIONS):
+        beam_args += ["--direct_num_workers", str(default_local_workers())]
+        logger = logging.getLogger(_FN_RUNNER_LOGGER)
+        if not any(isinstance(f, _DropInMemoryWorkersWarning) for f in logger.filters):
+            logger.addFilter(_DropInMemoryWorkersWarning())
+    return beam_args
+
+
 def parse_args(argv: Sequence[str]) -> tuple[PreprocessConfig, list[str]]:
-    """Our config, and the remaining arguments for Beam's PipelineOptions."""
+    """Our config, and the remaining arguments for Beam's PipelineOptions (with the
+    job's local runner defaults, with_runner_defaults)."""
     known, beam_args = build_parser().parse_known_args(list(argv))
     config = PreprocessConfig(**vars(known))
     config.check()
-    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
-        beam_args = ["--runner", DEFAULT_RUNNER] + beam_args
-    return config, beam_args
+    return config, with_runner_defaults(beam_args)

@@ -49,7 +49,6 @@ from beam_preprocess.spill import (load_ids, load_rows, load_segment, spill_file
 from beam_preprocess.splits import (SplitAssigner, batch_crews, choose_validation_units,
                                     holdout_validation_units, unit_histograms)
 from trainer import record_spec
-from trainer.console import import_tensorflow_quietly
 from trainer.output_claim import ClaimTicket
 
 _MIB = 1 << 20
@@ -266,12 +265,9 @@ class BalanceValidation(beam.PTransform):
         return valid_segments | "AttachWindowEnds" >> beam.Map(with_ends, AsSingleton(thresholds))
 
 
-def _encode_counted(segment, stage: str, quiet_import: bool) -> bytes:
-    """Encodes a segment, counting it; with `quiet_import`, TensorFlow's protobufs are
-    first imported with its C++ start-up lines hidden (imported here, not by the
-    launcher: the import adds to the peak memory of the parsing stages otherwise)."""
-    if quiet_import:
-        import_tensorflow_quietly()
+def _encode_counted(segment, stage: str) -> bytes:
+    """Encodes a segment as a tf.train.Example (in plain Python: the job never imports
+    TensorFlow), counting it."""
     progress.add(stage, 1, "records encoded")
     return record_spec.encode_segment(segment)
 
@@ -280,18 +276,16 @@ class WriteSplit(beam.PTransform):
     """Segments of one split -> GZIP TFRecord shards, moved into place only while
     `ticket`'s claim is this job's; returns their relative names."""
 
-    def __init__(self, output: str, split: str, num_shards: int, ticket: ClaimTicket,
-                 quiet_import: bool = False):
+    def __init__(self, output: str, split: str, num_shards: int, ticket: ClaimTicket):
         super().__init__()
         self._output, self._split, self._num_shards = output.rstrip("/"), split, num_shards
-        self._ticket, self._quiet_import = ticket, quiet_import
+        self._ticket = ticket
 
     def expand(self, segments):
         prefix = f"{self._output}/{record_spec.shard_prefix(self._split)}"
         return (
             segments
-            | "Encode" >> beam.Map(_encode_counted, f"Write{self._split.title()}",
-                                   self._quiet_import)
+            | "Encode" >> beam.Map(_encode_counted, f"Write{self._split.title()}")
             | "WriteTFRecords" >> beam.io.Write(ClaimedTFRecordSink(
                 self._ticket, prefix, coder=coders.BytesCoder(),
                 file_name_suffix=record_spec.SHARD_SUFFIX, num_shards=self._num_shards,
@@ -367,7 +361,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
 
     summaries, shards = {}, {}
     for split, segs in split_segments.items():
-        write = WriteSplit(c.output, split, c.num_shards, ticket, quiet_import=not c.verbose)
+        write = WriteSplit(c.output, split, c.num_shards, ticket)
         shards[split] = AsList(segs | f"Write{split.title()}" >> write)
         summaries[split] = AsSingleton(
             segs | f"Summarize{split.title()}" >> beam.Map(segment_summary, c.window)

@@ -196,7 +196,7 @@ def test_resume_after_a_kill_inside_a_call_trains_the_same_weights(trainer_data_
         while 40 not in _checkpoint_steps(killed) and process.poll() is None:
             assert time.monotonic() < deadline, "no checkpoint written"
             time.sleep(0.02)
-        time.sleep(0.3)  # into the next calls, before the next checkpoint at step 60
+        time.sleep(0.05)  # into the next calls, before the next checkpoint at step 60
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=60) == -signal.SIGKILL, "run ended before the kill"
     finally:

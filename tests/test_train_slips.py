@@ -231,14 +231,15 @@ def test_weights_that_became_nan_are_not_checkpointed(trainer_data_dir, tmp_path
 
 def test_a_nan_validation_loss_stops_the_run_before_that_epoch_is_checkpointed(
         trainer_data_dir, tmp_path, capsys, monkeypatch):
-    from trainer import data
+    from trainer import device_windows
 
-    valid_dataset = data.valid_dataset
+    load_valid_split = device_windows.load_valid_split
 
-    def poisoned(*args, **kwargs):
-        return valid_dataset(*args, **kwargs).map(lambda x, y: (x * np.nan, y))
+    def poisoned(*args):
+        held = load_valid_split(*args)
+        return device_windows.HeldValidation(held.signals * np.nan, held.ends, held.labels)
 
-    monkeypatch.setattr(data, "valid_dataset", poisoned)
+    monkeypatch.setattr(device_windows, "load_valid_split", poisoned)
     job_dir = str(tmp_path / "job")
     assert trainer_main(["train", "--data", trainer_data_dir, "--job-dir", job_dir,
                          *TINY_TRAIN_ARGS, "--epochs", "2", "--steps-per-epoch", "5",

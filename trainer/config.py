@@ -178,6 +178,13 @@ class TrainConfig:
                                   allowed=AT_LEAST_ONE)
     cycle_length: int = _option(4, "shards read in parallel", allowed=AT_LEAST_ONE)
     valid_batch_size: int = _option(512, "windows per validation batch", allowed=AT_LEAST_ONE)
+    valid_windows_per_class: int = _option(2000, "validation windows per class scored after "
+                                           "every epoch (the early-stopping signal and the "
+                                           "best epoch's choice): a fixed subsample of the "
+                                           "balanced validation split, drawn with --seed; the "
+                                           "exported epoch is scored and calibrated on the whole "
+                                           "split (0: the whole split every epoch)",
+                                           allowed=NON_NEGATIVE)
     device_data_mb: int = _option(2048, "hold the training split on each device and cut the "
                                   "windows there when it needs at most this many MiB per device "
                                   "(0: always stream windows from the host)", allowed=NON_NEGATIVE)

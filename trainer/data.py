@@ -345,7 +345,10 @@ def train_dataset(data_dir: str, manifest: dict, config: TrainConfig, batch_size
 
 def valid_dataset(data_dir: str, manifest: dict, config: TrainConfig,
                   batch_size: Optional[int] = None) -> tf.data.Dataset:
-    """The balanced validation windows (the records' window_ends), in a fixed order."""
+    """The balanced validation windows (the records' window_ends), in a fixed order.
+
+    Training validates from the split held in memory instead (device_windows.ValidWindows,
+    the same windows in the same order); this pipeline streams them for other readers."""
     window = run_window(config, manifest)
     segments = parse_segments(
         read_records(shard_paths(data_dir, manifest, "valid"), config.cycle_length, None),
@@ -362,6 +365,28 @@ def valid_dataset(data_dir: str, manifest: dict, config: TrainConfig,
             .unbatch()
             .batch(batch_size or config.valid_batch_size)
             .prefetch(AUTOTUNE))
+
+
+def valid_subsample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices (ascending) of the validation windows scored after every epoch: of each
+    class, `per_class` windows drawn without replacement (all of a class that has no
+    more), or every window when `per_class` is 0.
+
+    `labels` are the split's window labels in valid_dataset's order.  The draw depends
+    only on (seed, class, that class's windows): the same windows every epoch and on
+    every resume, and a smaller subsample is part of a larger one of the same seed."""
+    labels = np.asarray(labels)
+    if per_class == 0:
+        return np.arange(len(labels))
+    chosen = []
+    for c in range(spec.NUM_CLASSES):
+        of_class = np.flatnonzero(labels == c)
+        rng = np.random.default_rng([seed, c, _SUBSAMPLE_STREAM])
+        chosen.append(rng.permutation(of_class)[:per_class])
+    return np.sort(np.concatenate(chosen))
+
+
+_SUBSAMPLE_STREAM = 0x7661  # keeps valid_subsample's draws apart from other uses of a seed
 
 
 def strided_ends(num_rows: tf.Tensor, context_rows: tf.Tensor, window: int,

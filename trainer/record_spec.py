@@ -18,8 +18,9 @@ last row (the labelled row) of a window cut from this record.  Hence:
   windows (by end row) that the validation set consists of.
 
 Arrays are stored as raw little-endian bytes (fast to decode with
-`tf.io.decode_raw`).  This module needs numpy and TensorFlow's protobufs only;
-it must not import Apache Beam.
+`tf.io.decode_raw`).  Writing needs numpy only (trainer/example_proto.py encodes
+the tf.train.Example, so the Beam job never imports TensorFlow); reading uses
+TensorFlow.  This module must not import Apache Beam, nor TensorFlow at import.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Optional
 
 import numpy as np
 
+from trainer import example_proto
 from trainer.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -117,9 +119,8 @@ def _bytes(values: Optional[np.ndarray], dtype: np.dtype) -> bytes:
 
 
 def encode_segment(segment: Segment) -> bytes:
-    """Serializes a segment as a tf.train.Example."""
-    from tensorflow.core.example import example_pb2, feature_pb2
-
+    """Serializes a segment as a tf.train.Example, without TensorFlow: the bytes of
+    TensorFlow's `SerializeToString(deterministic=True)` (tests/test_record_encoding.py)."""
     n = segment.num_rows
     if segment.signals.shape != (n, NUM_CHANNELS):
         raise ValueError(
@@ -130,16 +131,15 @@ def encode_segment(segment: Segment) -> bytes:
     if not 0 <= segment.context_rows <= n:
         raise ValueError(f"context_rows {segment.context_rows} outside [0, {n}]")
 
-    def ints(*values: int) -> feature_pb2.Feature:
-        return feature_pb2.Feature(
-            int64_list=feature_pb2.Int64List(value=[int(v) for v in values]))
+    def ints(*values: int) -> example_proto.Feature:
+        return example_proto.int64_feature(values)
 
-    def raw(value: bytes) -> feature_pb2.Feature:
-        return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[value]))
+    def raw(value: bytes) -> example_proto.Feature:
+        return example_proto.bytes_feature([value])
 
     window_ends = (() if segment.window_ends is None
                    else np.asarray(segment.window_ends, dtype=np.int64).tolist())
-    features = {
+    return example_proto.encode_example({
         CREW: ints(segment.crew),
         SEAT: ints(segment.seat),
         EXPERIMENT: raw(segment.experiment.encode()),
@@ -151,9 +151,7 @@ def encode_segment(segment: Segment) -> bytes:
         LABELS: raw(_bytes(segment.labels, LABELS_DTYPE)),
         IDS: raw(_bytes(segment.ids, IDS_DTYPE)),
         WINDOW_ENDS: ints(*window_ends),
-    }
-    example = example_pb2.Example(features=feature_pb2.Features(feature=features))
-    return example.SerializeToString(deterministic=True)  # map keys sorted: same bytes in every process
+    })
 
 
 def decode_segment(serialized: bytes) -> Segment:
