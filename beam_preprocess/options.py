@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete an existing output first (default: refuse to write into "
                         "an output that holds files)")
     p.add_argument("--verbose", action="store_true",
-                   help="show Beam's and TensorFlow's log lines and the traceback of a "
+                   help="show Beam's log lines and the traceback of a "
                         "failing step (default: progress, warnings and one-line errors)")
     return p
 
