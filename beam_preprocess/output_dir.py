@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from trainer import record_spec
 from trainer.output_claim import is_claim
+from trainer.paths import holds
 
 # The relative paths this command writes into its output (shards named by Beam's
 # default template, -SSSSS-of-NNNNN), and its sinks' temporary folders.
@@ -39,21 +40,13 @@ def existing_files(output: str) -> list[str]:
                   if not is_claim(m.path))
 
 
-def _normalised(path: str) -> str:
-    return path.rstrip("/") if "://" in path else os.path.realpath(path)
-
-
-def _inside(path: str, directory: str) -> bool:
-    return _normalised(path).startswith(_normalised(directory) + "/")
-
-
 def prepare_output(output: str, overwrite: bool, inputs: Iterable[str],
                    confirm_claim: Callable[[str], None]) -> None:
     """Refuses an output that holds one of `inputs` or (without `overwrite`) anything;
     with `overwrite`, deletes an earlier output of this command, after
     `confirm_claim(step)` (trainer.output_claim) says the job still holds it."""
     for path in inputs:
-        if _inside(path, output):
+        if holds(output, path):
             raise OutputExistsError(
                 f"--output {output} holds this job's input {path}: choose an output "
                 "folder that holds no input")

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from beam_preprocess.kaggle_schema import TEST_COLUMNS
 from beam_preprocess.quarantine import QUARANTINE_HEADER, BadRow, bad_row_csv_line
-from trainer import output_files, quarantined_rows
+from trainer import output_files, paths, quarantined_rows
 from trainer import predict as predict_module
 from trainer import record_spec as spec
 from trainer import run_dir
@@ -136,7 +136,7 @@ def test_out_may_never_be_an_input(which, trainer_trained_job, data_copy, tmp_pa
 
 
 def test_paths_are_compared_resolved_and_gs_paths_normalised(tmp_path):
-    same = output_files.same_file
+    same = paths.same_file
     assert same("gs://bucket/data//manifest.json", "gs://bucket/data/./manifest.json")
     assert same("gs://bucket/a/../data/manifest.json", "gs://bucket/data/manifest.json")
     assert not same("gs://bucket/data/manifest.json", "gs://other/data/manifest.json")

@@ -18,24 +18,12 @@ import tensorflow as tf
 
 from trainer import record_spec as spec
 from trainer.errors import UserError
+from trainer.paths import normal_path
 
 log = logging.getLogger(__name__)
 
 SUBMISSION_HEADER = "id," + ",".join(spec.CLASSES)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def normal_path(path: str) -> str:
-    """A path to compare: local paths resolved (symlinks, `..`, relative to the working
-    directory), URLs (gs://) with `.`, `..` and repeated slashes removed."""
-    if "://" in path:
-        scheme, rest = path.split("://", 1)
-        return f"{scheme}://{posixpath.normpath(rest)}"
-    return os.path.realpath(path)
-
-
-def same_file(a: str, b: str) -> bool:
-    return normal_path(a) == normal_path(b)
 
 
 def _folder(path: str) -> str:

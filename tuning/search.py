@@ -22,7 +22,6 @@ of its machine.
 from __future__ import annotations
 
 import logging
-import os
 import posixpath
 from typing import Optional
 
@@ -34,6 +33,7 @@ from trainer.config import TrainConfig
 from trainer.distribution import describe_devices, make_strategy
 from trainer.errors import UserError
 from trainer.output_claim import OutputClaim, is_claim
+from trainer.paths import holds
 from tuning.hypermodel import OBJECTIVE_NAME, LSTMHyperModel
 from tuning.settings import (PROJECT, SETTINGS_NAME, TENSORBOARD_DIR, TUNER_DIR_ENTRIES,
                              SearchSettings, setting_differences)
@@ -85,13 +85,9 @@ def read_settings(tuner_dir: str) -> SearchSettings:
     return SearchSettings.from_dict(run_dir.read_json(path))
 
 
-def _normalised(path: str) -> str:
-    return path.rstrip("/") if "://" in path else os.path.realpath(path)
-
-
 def _check_overwritable(tuner_dir: str, data_dir: str) -> None:
     """Refuses a tuner directory that holds the data or anything a search does not write."""
-    if (_normalised(data_dir) + "/").startswith(_normalised(tuner_dir) + "/"):
+    if holds(tuner_dir, data_dir):
         raise UserError(f"--tuner-dir {tuner_dir} holds the search's --data {data_dir}: "
                         "choose a tuner directory that does not hold the data")
     if not tf.io.gfile.exists(tuner_dir):
