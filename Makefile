@@ -37,7 +37,7 @@ test-docker: venv
 # The demo: every stage on generated data, small enough for ~10 minutes on 2 cores.
 # Training data at DEMO_SCALE, test data at DEMO_TEST_SCALE (the test CSV is 3.7x larger).
 # The trainer's defaults: validation every 25 steps, early stopping, the best epoch exported;
-# predict's defaults: causal, every 16 rows, the prior estimated (bbse) and balanced.
+# predict's defaults: causal, every 16 rows, moved to the training rows' class shares.
 DEMO_TRAIN_ARGS ?=
 DEMO_TUNE_ARGS  ?= --algorithm random --max-trials 4 --max-layers 2 --units 32,64 \
                    --batch-sizes 128,256 --augment 0,1 --epochs 10 --patience 3

@@ -10,7 +10,7 @@ import pytest
 
 from trainer import config as config_mod
 from trainer.config import FRONT_ENDS, SLOW_CHANNEL_MODES, TrainConfig
-from trainer.frontends.layers import LOG_FLOOR, WindowActivity
+from trainer.frontends.layers import LOG_FLOOR, FrameActivity, WindowActivity
 from trainer.frontends.slow_channels import HEART_BANDS_HZ
 from trainer.metrics import classification_metrics, softmax
 from trainer.model import build_model, cudnn_blockers
@@ -124,6 +124,47 @@ def test_slow_activity_gives_each_channel_its_pace_and_amplitude():
     np.testing.assert_allclose(pace, expected, atol=1e-2)  # float32 sums
     np.testing.assert_allclose(log_variance[2] - log_variance[0], 2 * np.log(5.0), atol=1e-3)
     np.testing.assert_allclose(activity[:, [1, 2, 4, 5]], np.log(LOG_FLOOR), atol=1e-3)  # flat
+
+
+def test_frame_activity_is_each_frames_log_variance_and_log_change():
+    """FrameActivity: WindowActivity's two figures for every frame, as numpy computes them."""
+    x = np.random.default_rng(5).standard_normal((2, 512, 3)).astype(np.float32)
+    x[1, 256:, 1] *= 4.0  # louder in the window's second half
+    x[:, :, 2] = 3.0  # flat: the floor, not -inf
+    got = FrameActivity(256, 128)(x).numpy()  # [2, 3 frames, 6]
+    assert got.shape == (2, 3, 6)
+    for f, start in enumerate((0, 128, 256)):
+        frame = x[:, start:start + 256].astype(np.float64)
+        np.testing.assert_allclose(got[:, f, :3], np.log(frame.var(axis=1) + LOG_FLOOR),
+                                   atol=1e-3)
+        change = np.diff(frame, axis=1)
+        np.testing.assert_allclose(got[:, f, 3:], np.log((change ** 2).mean(axis=1) + LOG_FLOOR),
+                                   atol=1e-3)
+    np.testing.assert_allclose(got[1, 2, 1] - got[1, 0, 1], 2 * np.log(4.0), atol=0.2)
+
+
+def test_context_front_end_reads_the_whole_window_at_the_pilots_level():
+    """front_end='context': frames over the whole window (a change in its first second
+    moves the EEG features), band power absolute (a channel gain moves them too, which
+    on data scaled per pilot is a change against the pilot's level), the first
+    difference's activity for every channel and the slow channels' levels."""
+    model = build_model(TrainConfig(front_end="context", window=1024, frame=256, hop=128,
+                                    lstm_units=(4,)))
+    assert model.get_layer("lstm_0").input.shape[1] == 1 + (1024 - 256) // 128
+    eeg_power = keras.Model(model.input, model.get_layer("band_log_power").output)
+    activity = keras.Model(model.input, model.get_layer("frame_activity").output)
+    levels = keras.Model(model.input, model.get_layer("slow_levels").output)
+    assert activity.output.shape[-1] == 2 * 23 and levels.output.shape[-1] == 2 * 3
+    windows = np.random.default_rng(6).standard_normal((2, 1024, 23)).astype(np.float32)
+    earlier = windows.copy()
+    earlier[:, :256, :20] *= 3.0
+    first = eeg_power(earlier).numpy() - eeg_power(windows).numpy()
+    assert np.abs(first[:, 0]).min() > 1.0  # the first frame: 3x louder, log power + 2.2
+    np.testing.assert_allclose(first[:, -1], 0.0, atol=1e-4)  # the last: untouched
+    raised = windows.copy()
+    raised[:, :, 22] += 2.0  # gsr above its usual
+    moved = levels(raised).numpy() - levels(windows).numpy()
+    np.testing.assert_allclose(moved[..., 2], 2.0, atol=1e-4)  # gsr's frame mean
 
 
 def test_cudnn_blockers_name_what_breaks_the_fused_kernel():

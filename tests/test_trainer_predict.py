@@ -14,14 +14,16 @@ from trainer.prior import (DEFAULT_BALANCE, balance_prior, correct_prior, estima
                            estimate_prior_em)
 from trainer.score import score
 from trainer.task import main
-from trainer.window_rows import DEFAULT_STRIDE, rows_from_windows
+from trainer.window_rows import (DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE, rows_from_windows,
+                                 smoothing_windows, trailing_mean)
 
 
 @pytest.fixture(scope="module")
 def submission(trainer_trained_job, trainer_data_dir, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("predict") / "submission.csv")
     assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
-                 "--out", out, "--stride", str(DEFAULT_STRIDE), "--prior", "none"]) == 0
+                 "--out", out, "--stride", str(DEFAULT_STRIDE), "--prior", "none",
+                 "--smooth", "0"]) == 0
     return out
 
 
@@ -50,7 +52,8 @@ def test_prior_option_applies_bayes_rule(submission, trainer_trained_job, traine
     shares = "A=0.58,B=0.03,C=0.34,D=0.05"
     out = str(tmp_path / "prior.csv")
     assert main(["predict", "--run", trainer_trained_job, "--data", trainer_data_dir,
-                 "--out", out, "--stride", "16", "--prior", shares, "--balance", "0"]) == 0
+                 "--out", out, "--stride", "16", "--prior", shares, "--balance", "0",
+                 "--smooth", "0"]) == 0
     plain = pd.read_csv(submission).set_index("id").sort_index()
     corrected = pd.read_csv(out).set_index("id").sort_index()
     training_prior = run_dir.read_json(
@@ -74,7 +77,7 @@ def test_prior_em_is_estimated_from_the_test_predictions(
     holds (every row counted once), balanced (the default --balance), then Bayes' rule."""
     out = str(tmp_path / "em.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
-                               "--out", out, "--stride", "16", "--prior", "em")
+                               "--out", out, "--stride", "16", "--prior", "em", "--smooth", "0")
     plain = pd.read_csv(submission).set_index("id").sort_index().to_numpy(np.float64)
     training_prior = np.array(run_dir.read_json(
         run_dir.find_run(trainer_trained_job).file("run.json"))["training_prior"])
@@ -90,24 +93,27 @@ def test_prior_em_is_estimated_from_the_test_predictions(
                                rtol=1e-3, atol=1e-5)
 
 
-def test_default_prior_is_the_bbse_estimate_balanced_half_way(
-        submission, trainer_trained_job, trainer_data_dir, tmp_path, capsys):
-    """No --prior, --balance or --stride: the BBSE estimate of the test prior, half of
-    it mixed with the uniform, then Bayes' rule from the prior the model trained under
-    (run.json)."""
-    out = str(tmp_path / "default.csv")
+def test_default_prior_is_the_training_rows_shares_for_the_overall_log_loss(
+        trainer_trained_job, trainer_data_dir, tmp_path, capsys):
+    """No --prior, --balance, --stride or --smooth: Bayes' rule from the prior the model
+    trained under to the training rows' class shares, nothing of the uniform mixed in
+    (Kaggle's score is the overall log loss), over DEFAULT_SMOOTH_SECONDS of windows: the
+    same file as those options given."""
+    out, explicit = str(tmp_path / "default.csv"), str(tmp_path / "explicit.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
                                "--out", out)
-    assert summary["stride"] == DEFAULT_STRIDE and summary["balance"] == DEFAULT_BALANCE == 0.5
+    assert summary["stride"] == DEFAULT_STRIDE and summary["balance"] == DEFAULT_BALANCE == 0.0
+    assert summary["smooth_windows"] == smoothing_windows(DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE,
+                                                          256) > 1
     run_info = run_dir.read_json(run_dir.find_run(trainer_trained_job).file("run.json"))
-    plain = pd.read_csv(submission).set_index("id").sort_index().to_numpy(np.float64)
-    estimate = estimate_prior_bbse(plain.mean(axis=0), np.array(run_info["valid_soft_confusion"]))
-    np.testing.assert_allclose(summary["target_prior"], estimate, atol=2e-4)
-    mixed = (np.array(summary["target_prior"]) + 0.25) / 2
-    np.testing.assert_allclose(summary["prior"], mixed, atol=1e-12)
-    corrected = pd.read_csv(out).set_index("id").sort_index().to_numpy()
-    np.testing.assert_allclose(corrected, correct_prior(plain, np.array(run_info["training_prior"]),
-                                                        mixed), rtol=1e-3, atol=1e-5)
+    rows = run_info["train_rows_per_class"]
+    shares = np.array([rows.get(c, 0) for c in "ABCD"], dtype=np.float64)
+    np.testing.assert_allclose(summary["prior"], shares / shares.sum(), atol=1e-12)
+    _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
+                     "--out", explicit, "--stride", str(DEFAULT_STRIDE), "--prior", "train",
+                     "--balance", "0", "--smooth", f"{DEFAULT_SMOOTH_SECONDS:g}")
+    with open(out) as got, open(explicit) as expected:
+        assert got.read() == expected.read()
 
 
 def test_prior_train_takes_the_training_rows_shares(
@@ -122,6 +128,14 @@ def test_prior_train_takes_the_training_rows_shares(
     train_shares /= train_shares.sum()
     np.testing.assert_allclose(summary["prior"], train_shares, atol=1e-9)
     np.testing.assert_allclose(summary["target_prior"], train_shares, atol=1e-9)
+    # Where the time went: every part measured, the model's share with its speed.
+    seconds = summary["seconds"]
+    assert set(seconds) == {"load", "read", "model", "rows", "prior", "write", "plot"}
+    assert all(value >= 0 for value in seconds.values()) and seconds["model"] > 0
+    assert summary["windows"] > 0
+    model_seconds = (seconds["model"] - 0.005, seconds["model"] + 0.005)  # rounded to 0.01
+    assert (summary["windows"] / model_seconds[1] - 1 <= summary["model_windows_per_second"]
+            <= summary["windows"] / max(model_seconds[0], 1e-9) + 1)
 
 
 def test_prior_bbse_is_estimated_with_the_validation_confusion(
@@ -130,7 +144,8 @@ def test_prior_bbse_is_estimated_with_the_validation_confusion(
     prediction and the validation confusion that `train` stored in run.json."""
     out = str(tmp_path / "bbse.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
-                               "--out", out, "--stride", "16", "--prior", "bbse", "--balance", "0")
+                               "--out", out, "--stride", "16", "--prior", "bbse", "--balance", "0",
+                               "--smooth", "0")
     run_info = run_dir.read_json(run_dir.find_run(trainer_trained_job).file("run.json"))
     confusion = np.array(run_info["valid_soft_confusion"])
     assert confusion.shape == (4, 4)
@@ -194,12 +209,43 @@ def test_a_lookahead_takes_the_window_ending_that_many_rows_later():
     assert (values[79 - 10:] == 2).all()         # rows 79..99: row + 16 >= 95, the last window
 
 
+def test_trailing_mean_averages_each_window_with_those_before_it():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=50)
+    smoothed = trailing_mean(probs, 8)
+    for i in range(50):
+        np.testing.assert_allclose(smoothed[i], probs[max(0, i - 7):i + 1].mean(axis=0))
+    np.testing.assert_allclose(smoothed.sum(axis=1), 1.0)
+    assert trailing_mean(probs, 1) is probs
+    assert smoothing_windows(2.0, stride=16, sample_rate_hz=256) == 32
+    assert smoothing_windows(0.0, stride=16, sample_rate_hz=256) == 1
+
+
+def test_smooth_averages_the_window_probabilities_causally(submission, trainer_trained_job,
+                                                           trainer_data_dir, tmp_path, capsys):
+    """--smooth: a row's probabilities are the trailing mean of the plain ones' windows,
+    so the first rows of a segment keep theirs and later rows change."""
+    out = str(tmp_path / "smooth.csv")
+    summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
+                               "--out", out, "--stride", "16", "--prior", "none",
+                               "--smooth", "1")
+    assert summary["smooth_windows"] == 16
+    plain = pd.read_csv(submission).set_index("id").sort_index()
+    smooth = pd.read_csv(out).set_index("id").sort_index()
+    assert smooth.index.equals(plain.index)
+    np.testing.assert_allclose(smooth.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(smooth.to_numpy(), plain.to_numpy(), atol=1e-3)
+    # Smoothing cannot push a probability outside the range of the windows it averages.
+    assert smooth.to_numpy().max() <= plain.to_numpy().max() + 1e-6
+    assert smooth.to_numpy().min() >= plain.to_numpy().min() - 1e-6
+
+
 def test_lookahead_reassigns_the_same_windows(submission, trainer_trained_job,
                                               trainer_data_dir, tmp_path, capsys):
     out = str(tmp_path / "ahead.csv")
     summary = _predict_summary(capsys, "--run", trainer_trained_job, "--data", trainer_data_dir,
                                "--out", out, "--stride", "16", "--prior", "none",
-                               "--lookahead", "0.25")
+                               "--lookahead", "0.25", "--smooth", "0")
     assert summary["lookahead_rows"] == 64
     causal = pd.read_csv(submission).set_index("id").sort_index()
     ahead = pd.read_csv(out).set_index("id").sort_index()
@@ -210,7 +256,7 @@ def test_lookahead_reassigns_the_same_windows(submission, trainer_trained_job,
 
 
 @pytest.mark.parametrize("option, value", [("--lookahead", "-0.5"), ("--stride", "0"),
-                                           ("--lookahead", "soon")])
+                                           ("--lookahead", "soon"), ("--smooth", "-1")])
 def test_predict_refuses_a_bad_number(option, value, capsys):
     args = ["predict", "--run", "r", "--data", "d", "--out", "o.csv", option, value]
     with pytest.raises(SystemExit) as exit:

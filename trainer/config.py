@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence
 from trainer.errors import UserError
 
 BALANCING_MODES = ("sampling", "weights", "none")
-FRONT_ENDS = ("spectral", "filterbank", "raw")  # modules of trainer/frontends/
+FRONT_ENDS = ("context", "spectral", "filterbank", "raw")  # modules of trainer/frontends/
 SLOW_CHANNEL_MODES = ("rhythms", "relative", "levels", "none")  # frontends/slow_channels.py
 BAND_POWER_MODES = ("relative", "absolute")  # see trainer/frontends/layers.py:BandLogPower
 PRECISIONS = ("fp32", "bf16", "fp16")  # see trainer/model.py:PRECISION_POLICIES
@@ -111,8 +111,8 @@ class TrainConfig:
     # stacked LSTMs and a Dense layer of logits (trainer/model.py).
     front_end: str = _option("spectral", "what turns a window into feature frames "
                              "(trainer/frontends/)", choices=FRONT_ENDS)
-    frame: int = _option(64, "rows per frame (spectral, filterbank)", allowed=AT_LEAST_ONE)
-    hop: int = _option(32, "rows between frames (spectral, filterbank)", allowed=AT_LEAST_ONE)
+    frame: int = _option(64, "rows per frame (context, spectral, filterbank)", allowed=AT_LEAST_ONE)
+    hop: int = _option(32, "rows between frames (context, spectral, filterbank)", allowed=AT_LEAST_ONE)
     filters: int = _option(24, "filterbank: learned (spatial, temporal) filter pairs",
                            allowed=AT_LEAST_ONE)
     band_power: str = _option("relative", "spectral: band power relative to each channel's "

@@ -25,6 +25,7 @@ import math
 import os
 import posixpath
 import tempfile
+import time
 import uuid
 from typing import Callable, Iterator, Optional
 
@@ -51,7 +52,8 @@ from trainer.quarantined_rows import (NearestRows, quarantine_path, read_quarant
 from trainer.score import read_labels
 from trainer.session_plot import (UNKNOWN, most_changing_session, segment_trace,
                                   session_figure, session_trace)
-from trainer.window_rows import DEFAULT_STRIDE, row_windows
+from trainer.window_rows import (DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE, row_windows,
+                                 smoothing_windows, trailing_mean)
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +69,28 @@ def load_run_model(paths: run_dir.RunPaths) -> keras.Model:
 def segment_window_logits(model: keras.Model, paths: list[str], window: int, stride: int,
                           keys: tuple[str, ...], cycle_length: int = 4,
                           keep: Optional[Callable[[dict], tf.Tensor]] = None,
-                          lookahead: int = 0
+                          lookahead: int = 0, seconds: Optional[dict] = None
                           ) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
     """Per segment (those `keep` selects, see data.strided_segments): its `keys` as
     numpy, the logits of its strided windows, and for each of its own rows the index
-    of the window that predicts it (row_windows, `lookahead` rows ahead)."""
+    of the window that predicts it (row_windows, `lookahead` rows ahead).
+
+    `seconds`, if given, gets the time spent reading and cutting windows ("read") and
+    running the model on them ("model") added to it."""
     logits_fn = logits_function(model, window)
-    for segment in data.strided_segments(paths, window, stride, cycle_length, keys, keep):
+    seconds = {} if seconds is None else seconds
+    for part in ("read", "model"):
+        seconds.setdefault(part, 0.0)
+    segments = iter(data.strided_segments(paths, window, stride, cycle_length, keys, keep))
+    while True:
+        started = time.perf_counter()
+        segment = next(segments, None)
+        read = time.perf_counter()
+        seconds["read"] += read - started
+        if segment is None:
+            return
         window_logits = logits_fn(segment["windows"]).numpy()
+        seconds["model"] += time.perf_counter() - read
         values = {k: segment[k].numpy() for k in keys}
         index = row_windows(segment["ends"].numpy(), int(segment[spec.NUM_ROWS]),
                             int(segment[spec.CONTEXT_ROWS]), lookahead)
@@ -121,14 +137,19 @@ class IdLedger:
 
 def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
             prior: Optional[str] = DEFAULT_PRIOR, balance: float = DEFAULT_BALANCE,
-            lookahead: float = 0.0, labels: Optional[str] = None,
+            lookahead: float = 0.0, smooth: float = DEFAULT_SMOOTH_SECONDS,
+            labels: Optional[str] = None,
             plot: Optional[str] = None, overwrite: bool = False) -> dict:
     """Writes `out` (id,A,B,C,D) and the plot of a whole test session; returns a
     summary (rows, the prior aimed at and the prior used, temperature, stride,
-    look-ahead, quarantined test rows, the session plotted).
+    look-ahead, quarantined test rows, the session plotted, and where the time went:
+    `seconds` of loading, reading and cutting windows, the model, per-row bookkeeping,
+    the prior, writing and plotting, with the model's windows per second).
 
     `lookahead` (seconds, >= 0) lets a row's prediction use that much signal after it
-    (module docstring); 0 is causal.
+    (module docstring); 0 is causal.  `smooth` (seconds, >= 0) averages each window's
+    probabilities with those of the windows that ended in the seconds before it, within
+    its segment (window_rows.trailing_mean); 0 is off.
 
     The run's temperature (fitted on validation) is applied first, then the prior
     correction, to the target prior with the share `balance` of the uniform mixed in
@@ -142,11 +163,15 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     `overwrite`: whether an existing `out` or `plot` may be replaced (only one that
     predict wrote: a submission, a PNG), as with the command line's --overwrite.
     """
+    started = time.perf_counter()
     if lookahead < 0:
         raise UserError(f"--lookahead {lookahead:g}: give 0 (causal) or more seconds")
+    if not smooth >= 0:
+        raise UserError(f"--smooth {smooth:g}: give 0 (off) or more seconds")
     if not 0.0 <= balance <= 1.0:
         raise UserError(f"--balance {balance:g}: give a share from 0 to 1")
     lookahead_rows = round(lookahead * spec.SAMPLE_RATE_HZ)
+    smooth_windows = smoothing_windows(smooth, stride, spec.SAMPLE_RATE_HZ)
     paths = run_dir.find_run(run)
     config = TrainConfig.load(paths.file("config.json"))
     run_info = run_dir.read_json(paths.file("run.json"))
@@ -182,14 +207,17 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     # About one window per `stride` rows (a segment's first window may start later).
     progress = Progress("predicting", -(-ledger.expected["count"] // stride))
     segments, traces = [], []
+    seconds = {"load": time.perf_counter() - started}
+    loop_started = time.perf_counter()
     for values, window_logits, index in segment_window_logits(
             model, shards, config.window, stride,
             (spec.IDS, spec.CONTEXT_ROWS, spec.CREW, spec.SEAT, spec.EXPERIMENT, spec.BLOCK,
-             spec.TIME), lookahead=lookahead_rows):
+             spec.TIME), lookahead=lookahead_rows, seconds=seconds):
         own = slice(int(values[spec.CONTEXT_ROWS]), None)
         ids = values[spec.IDS][own]
         ledger.add(ids)
-        probs = softmax(window_logits.astype(np.float64) / temperature)
+        probs = trailing_mean(softmax(window_logits.astype(np.float64) / temperature),
+                              smooth_windows)
         _check_finite(probs, f"--run {paths.run_dir}: its model (temperature {temperature:g})",
                       "its weights are damaged (a training that diverged?): retrain it or "
                       "give another run")
@@ -202,9 +230,14 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
                                      else label_of_id[ids - ledger.expected["min"]])))
         progress.advance(len(window_logits))
     progress.close()
+    seconds["rows"] = time.perf_counter() - loop_started - seconds["read"] - seconds["model"]
+    windows = sum(len(probs) for _, probs, _ in segments)
     ledger.check_complete()
     summary = {"rows": ledger.count, "predicted_rows": ledger.count, "run_id": paths.run_id,
-               "temperature": temperature, "stride": stride, "lookahead_rows": lookahead_rows}
+               "temperature": temperature, "stride": stride, "lookahead_rows": lookahead_rows,
+               "smooth_windows": smooth_windows, "windows": windows, "seconds": seconds,
+               "model_windows_per_second": round(windows / max(seconds["model"], 1e-9))}
+    started = time.perf_counter()
     if isinstance(target, PriorEstimate):
         target = _estimate_test_prior(target, segments, training_prior, run_info, summary)
         log.info("test prior estimated (--prior %s): %s", prior,
@@ -241,7 +274,10 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
             if fill.ids.size:
                 f.write(_csv_rows(fill.ids, fill_probs))
 
+    seconds["prior"] = time.perf_counter() - started
+    started = time.perf_counter()
     write_atomically(out, "--out", overwrite, write_csv)
+    seconds["write"] = time.perf_counter() - started
     summary["rows"] = ledger.count + int(fill.ids.size)
     summary["quarantined_test_rows"] = report_quarantined(quarantined, fill, target is None)
     log.info("wrote %d rows to %s", summary["rows"], out)
@@ -253,6 +289,8 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         + (f", look-ahead {lookahead:g} s" if lookahead_rows else ""), shown_parts)
     figure = session_figure(trace)
     write_atomically(plot, "--plot", overwrite, lambda path: save_figure(figure, path))
+    seconds["plot"] = time.perf_counter() - started - seconds["write"]
+    summary["seconds"] = {part: round(value, 2) for part, value in seconds.items()}
     summary["session_plot"] = {"path": plot, **trace.describe()}
     log.info("plotted %s in %s", trace.name, plot)
     return summary

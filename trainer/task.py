@@ -2,8 +2,8 @@
 
     train    --data DIR --job-dir DIR [--config FILE] [--<hyperparameter> VALUE ...]
     predict  --run DIR --data DIR --out submission.csv [--stride N] [--prior P]
-             [--balance SHARE] [--lookahead SECONDS] [--labels FILE] [--plot FILE]
-             [--overwrite]
+             [--balance SHARE] [--lookahead SECONDS] [--smooth SECONDS] [--labels FILE]
+             [--plot FILE] [--overwrite]
     score    --submission FILE --labels FILE
 
 DIRs and files may be local or gs://.  On Vertex AI, --job-dir defaults to the
@@ -28,7 +28,7 @@ from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
 from trainer.gcs_access import check_gcs_access
 from trainer.vertex import default_job_dir
 from trainer.prior import BALANCE_HELP, DEFAULT_BALANCE, DEFAULT_PRIOR, PRIOR_HELP
-from trainer.window_rows import DEFAULT_STRIDE
+from trainer.window_rows import DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE
 
 PROG = "python -m trainer"
 
@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
                               "causal (what a live monitor knows at that row); e.g. 0.5 for "
                               "scoring whole recordings offline, since a state shows in the "
                               "signals only after it begins. Default: 0")
+    predict.add_argument("--smooth", type=_number(float, 0), default=DEFAULT_SMOOTH_SECONDS,
+                         metavar="SECONDS", help="average each window's probabilities with "
+                         "those of the windows that ended in the SECONDS before it (causal; "
+                         "a state lasts seconds to minutes, so evidence gathers over a span "
+                         f"longer than a window); 0: off. Default: {DEFAULT_SMOOTH_SECONDS:g}")
     predict.add_argument("--labels", help="CSV id,event of (some) test ids, e.g. the stand-in's "
                          "test_labels.csv: the session plot shows them as a band under the "
                          "predictions and picks the session with the most label changes; "
@@ -145,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         with shards_read_whole(args.data):
             summary = predict(args.run, args.data, args.out,
                               stride=args.stride, prior=args.prior, balance=args.balance,
-                              lookahead=args.lookahead, labels=args.labels, plot=args.plot,
+                              lookahead=args.lookahead, smooth=args.smooth,
+                              labels=args.labels, plot=args.plot,
                               overwrite=args.overwrite)
         print(json.dumps(summary))
     else:

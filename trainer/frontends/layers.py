@@ -159,6 +159,35 @@ class WindowActivity(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
+class FrameActivity(keras.layers.Layer):
+    """Per frame and channel: the log variance and the log mean square of the first
+    difference (WindowActivity's two Hjorth figures, frame by frame).
+
+    [batch, time, channels] -> [batch, frames, 2 x channels].  On data scaled per pilot
+    they say how much and how fast a channel moves now against the pilot's usual; the
+    second is what rolling-statistics models of this data lean on (the sd of the EEG's
+    first difference over 1-4 s).
+    """
+
+    def __init__(self, frame: int, hop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.frame, self.hop = frame, hop
+
+    def call(self, x):
+        frames = tf.signal.frame(x, self.frame, self.hop, axis=1)  # [b, f, n, c]
+        change = frames[:, :, 1:] - frames[:, :, :-1]
+        return tf.concat([tf.math.log(tf.math.reduce_variance(frames, 2) + LOG_FLOOR),
+                          tf.math.log(tf.reduce_mean(tf.math.square(change), 2) + LOG_FLOOR)],
+                         -1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], frames(input_shape[1], self.frame, self.hop), 2 * input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "frame": self.frame, "hop": self.hop}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
 class LogMeanSquare(keras.layers.Layer):
     """ShallowFBCSPNet's 'square, average pool, log' over frames: [b, t, f] -> [b, frames, f]."""
 

@@ -47,33 +47,45 @@ def eeg(signals: keras.KerasTensor, config: TrainConfig) -> keras.KerasTensor:
     return LastRows(span(signals, config), name="eeg_span")(x)
 
 
-def slow_frames(signals: keras.KerasTensor, config: TrainConfig) -> Optional[keras.KerasTensor]:
-    """[batch, frames, 6 (+ rhythm bands)] features of ecg, r and gsr per frame, or None."""
+def slow(signals: keras.KerasTensor, name: str = "slow") -> keras.KerasTensor:
+    """[batch, window, 3]: ecg, r and gsr."""
+    return ChannelSlice(NUM_EEG, spec.NUM_CHANNELS, name=name)(signals)
+
+
+def slow_frames(signals: keras.KerasTensor, config: TrainConfig,
+                rows: Optional[int] = None) -> Optional[keras.KerasTensor]:
+    """[batch, frames, 6 (+ rhythm bands)] features of ecg, r and gsr per frame over the
+    window's last `rows` rows (default: the frames' span), or None."""
     if config.slow_channels == "none":
         return None
-    rows = span(signals, config)
-    slow = ChannelSlice(NUM_EEG, spec.NUM_CHANNELS, name="slow")(signals)
+    rows = rows or span(signals, config)
     x = FrameStatistics(config.frame, config.hop, relative=config.slow_channels != "levels",
-                        span=rows, name="slow_frames")(slow)
+                        span=rows, name="slow_frames")(slow(signals))
     if config.slow_channels != "rhythms":
         return x
-    steps = frames(rows, config.frame, config.hop)
-    parts = [x]
+    return keras.layers.Concatenate(name="slow_features")(
+        [x, *window_rhythms(signals, frames(rows, config.frame, config.hop))])
+
+
+def window_rhythms(signals: keras.KerasTensor, steps: int) -> list[keras.KerasTensor]:
+    """What heart and breathing show over the whole window, given to each of `steps`
+    frames: ecg's and r's band shares, and each slow channel's activity and pace."""
+    parts = []
     for name, channel, bands in (("heart", ECG, HEART_BANDS_HZ), ("breath", R, BREATH_BANDS_HZ)):
         channel_signal = ChannelSlice(channel, channel + 1, name=name)(signals)
         power = BandLogPower(signals.shape[1], signals.shape[1], bands, relative=True,
                              name=f"{name}_bands")(channel_signal)
         power = keras.layers.Reshape((len(bands),), name=f"{name}_shares")(power)
         parts.append(keras.layers.RepeatVector(steps, name=f"{name}_at_every_frame")(power))
-    activity = WindowActivity(name="slow_activity")(slow)
+    activity = WindowActivity(name="slow_activity")(slow(signals, "slow_window"))
     parts.append(keras.layers.RepeatVector(steps, name="activity_at_every_frame")(activity))
-    return keras.layers.Concatenate(name="slow_features")(parts)
+    return parts
 
 
 def with_slow_frames(eeg_frames: keras.KerasTensor, signals: keras.KerasTensor,
                      config: TrainConfig) -> keras.KerasTensor:
     """EEG frame features with the slow channels' frame features appended."""
-    slow = slow_frames(signals, config)
-    if slow is None:
+    slow_features = slow_frames(signals, config)
+    if slow_features is None:
         return eeg_frames
-    return keras.layers.Concatenate(name="frame_features")([eeg_frames, slow])
+    return keras.layers.Concatenate(name="frame_features")([eeg_frames, slow_features])
