@@ -12,10 +12,13 @@ import numpy as np
 # ~4% worse on the stand-in's LOFT test sessions at scale 0.1 and ~1% at scale 1, 8 rows
 # hardly better (README, "Predict every 16 rows"); each halving doubles the model's work.
 DEFAULT_STRIDE = 16
-# Seconds of windows each window's probabilities are averaged over (trailing_mean):
-# on the quality bench's physiologies 5 s lowered the overall test log loss in every
-# cell measured (by up to 0.07) and 15 s raised it again in most (README, "Model quality").
-DEFAULT_SMOOTH_SECONDS = 5.0
+# Seconds of windows each window's probabilities are averaged over (trailing_mean); off
+# by default.  On the quality bench's real-length events 5 s lowered the overall test
+# log loss in every cell measured (by up to 0.07); on the demo's squeezed events (20x
+# shorter) even 1 s raised it (0.504 to 0.567, 5 s: 0.696), and the real files' D blocks
+# last ~5 s.  What it gains depends on how long the states last, which is not known for
+# the test sessions (README, Predict, "Evidence over seconds").
+DEFAULT_SMOOTH_SECONDS = 0.0
 
 
 def trailing_mean(values: np.ndarray, windows: int) -> np.ndarray:
