@@ -58,6 +58,20 @@ from trainer.window_rows import (DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE, row_win
 log = logging.getLogger(__name__)
 
 
+class Stopwatch:
+    """Wall time split into named parts: each `lap(part)` adds the time since the last
+    lap (or since the stopwatch started) to `part`, so the parts add up to the whole."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.seconds[part] = self.seconds.get(part, 0.0) + now - self._last
+        self._last = now
+
+
 def load_run_model(paths: run_dir.RunPaths) -> keras.Model:
     """The run's exported .keras model (copied locally first, so gs:// works)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,28 +83,25 @@ def load_run_model(paths: run_dir.RunPaths) -> keras.Model:
 def segment_window_logits(model: keras.Model, paths: list[str], window: int, stride: int,
                           keys: tuple[str, ...], cycle_length: int = 4,
                           keep: Optional[Callable[[dict], tf.Tensor]] = None,
-                          lookahead: int = 0, seconds: Optional[dict] = None
+                          lookahead: int = 0, clock: Optional[Stopwatch] = None
                           ) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
     """Per segment (those `keep` selects, see data.strided_segments): its `keys` as
     numpy, the logits of its strided windows, and for each of its own rows the index
     of the window that predicts it (row_windows, `lookahead` rows ahead).
 
-    `seconds`, if given, gets the time spent reading and cutting windows ("read") and
-    running the model on them ("model") added to it."""
+    `clock`, if given, gets laps for the caller's work between segments ("rows"),
+    reading and cutting windows ("read") and running the model on them ("model")."""
     logits_fn = logits_function(model, window)
-    seconds = {} if seconds is None else seconds
-    for part in ("read", "model"):
-        seconds.setdefault(part, 0.0)
+    clock = clock or Stopwatch()
     segments = iter(data.strided_segments(paths, window, stride, cycle_length, keys, keep))
     while True:
-        started = time.perf_counter()
+        clock.lap("rows")
         segment = next(segments, None)
-        read = time.perf_counter()
-        seconds["read"] += read - started
+        clock.lap("read")
         if segment is None:
             return
         window_logits = logits_fn(segment["windows"]).numpy()
-        seconds["model"] += time.perf_counter() - read
+        clock.lap("model")
         values = {k: segment[k].numpy() for k in keys}
         index = row_windows(segment["ends"].numpy(), int(segment[spec.NUM_ROWS]),
                             int(segment[spec.CONTEXT_ROWS]), lookahead)
@@ -163,7 +174,7 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     `overwrite`: whether an existing `out` or `plot` may be replaced (only one that
     predict wrote: a submission, a PNG), as with the command line's --overwrite.
     """
-    started = time.perf_counter()
+    clock = Stopwatch()
     if lookahead < 0:
         raise UserError(f"--lookahead {lookahead:g}: give 0 (causal) or more seconds")
     if not smooth >= 0:
@@ -207,12 +218,11 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
     # About one window per `stride` rows (a segment's first window may start later).
     progress = Progress("predicting", -(-ledger.expected["count"] // stride))
     segments, traces = [], []
-    seconds = {"load": time.perf_counter() - started}
-    loop_started = time.perf_counter()
+    clock.lap("load")
     for values, window_logits, index in segment_window_logits(
             model, shards, config.window, stride,
             (spec.IDS, spec.CONTEXT_ROWS, spec.CREW, spec.SEAT, spec.EXPERIMENT, spec.BLOCK,
-             spec.TIME), lookahead=lookahead_rows, seconds=seconds):
+             spec.TIME), lookahead=lookahead_rows, clock=clock):
         own = slice(int(values[spec.CONTEXT_ROWS]), None)
         ids = values[spec.IDS][own]
         ledger.add(ids)
@@ -230,14 +240,13 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
                                      else label_of_id[ids - ledger.expected["min"]])))
         progress.advance(len(window_logits))
     progress.close()
-    seconds["rows"] = time.perf_counter() - loop_started - seconds["read"] - seconds["model"]
+    clock.lap("rows")
     windows = sum(len(probs) for _, probs, _ in segments)
     ledger.check_complete()
     summary = {"rows": ledger.count, "predicted_rows": ledger.count, "run_id": paths.run_id,
                "temperature": temperature, "stride": stride, "lookahead_rows": lookahead_rows,
-               "smooth_windows": smooth_windows, "windows": windows, "seconds": seconds,
-               "model_windows_per_second": round(windows / max(seconds["model"], 1e-9))}
-    started = time.perf_counter()
+               "smooth_windows": smooth_windows, "windows": windows,
+               "model_windows_per_second": round(windows / max(clock.seconds["model"], 1e-9))}
     if isinstance(target, PriorEstimate):
         target = _estimate_test_prior(target, segments, training_prior, run_info, summary)
         log.info("test prior estimated (--prior %s): %s", prior,
@@ -274,10 +283,9 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
             if fill.ids.size:
                 f.write(_csv_rows(fill.ids, fill_probs))
 
-    seconds["prior"] = time.perf_counter() - started
-    started = time.perf_counter()
+    clock.lap("prior")
     write_atomically(out, "--out", overwrite, write_csv)
-    seconds["write"] = time.perf_counter() - started
+    clock.lap("write")
     summary["rows"] = ledger.count + int(fill.ids.size)
     summary["quarantined_test_rows"] = report_quarantined(quarantined, fill, target is None)
     log.info("wrote %d rows to %s", summary["rows"], out)
@@ -289,8 +297,8 @@ def predict(run: str, data_dir: str, out: str, stride: int = DEFAULT_STRIDE,
         + (f", look-ahead {lookahead:g} s" if lookahead_rows else ""), shown_parts)
     figure = session_figure(trace)
     write_atomically(plot, "--plot", overwrite, lambda path: save_figure(figure, path))
-    seconds["plot"] = time.perf_counter() - started - seconds["write"]
-    summary["seconds"] = {part: round(value, 2) for part, value in seconds.items()}
+    clock.lap("plot")
+    summary["seconds"] = {part: round(value, 2) for part, value in clock.seconds.items()}
     summary["session_plot"] = {"path": plot, **trace.describe()}
     log.info("plotted %s in %s", trace.name, plot)
     return summary

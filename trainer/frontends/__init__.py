@@ -15,7 +15,8 @@ import keras
 from trainer.config import TrainConfig
 from trainer.frontends import context, filterbank, raw, spectral
 
-BUILDERS = {"context": context.build, "spectral": spectral.build, "filterbank": filterbank.build, "raw": raw.build}
+BUILDERS = {"context": context.build, "spectral": spectral.build, "filterbank": filterbank.build,
+            "raw": raw.build}
 
 
 def build_front_end(signals: keras.KerasTensor, config: TrainConfig) -> keras.KerasTensor:

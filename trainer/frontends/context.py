@@ -31,10 +31,9 @@ def build(signals: keras.KerasTensor, config: TrainConfig) -> keras.KerasTensor:
     eeg = ChannelSlice(0, NUM_EEG, name="eeg")(signals)
     parts = [BandLogPower(config.frame, config.hop, BANDS_HZ, relative=False,
                           name="band_log_power")(eeg)]
-    if config.slow_channels == "none":
-        parts.append(FrameActivity(config.frame, config.hop, name="frame_activity")(eeg))
-    else:
-        parts.append(FrameActivity(config.frame, config.hop, name="frame_activity")(signals))
+    every_channel = eeg if config.slow_channels == "none" else signals
+    parts.append(FrameActivity(config.frame, config.hop, name="frame_activity")(every_channel))
+    if config.slow_channels != "none":
         parts.append(slow_frames(signals, config, rows))
         if config.slow_channels != "levels":  # levels: slow_frames has them already
             parts.append(FrameStatistics(config.frame, config.hop, relative=False,
