@@ -39,7 +39,7 @@ COPY trainer/ trainer/
 COPY tuning/ tuning/
 # The trainer benchmark (`python -m infra bench-gpu` runs it on a GPU VM) and the
 # fixture data it writes.
-COPY bench/bench_trainer.py tests/trainer_fixtures.py bench/
+COPY bench/bench_trainer.py bench/provenance.py tests/trainer_fixtures.py bench/
 # Reinstall the package itself (dependencies are already satisfied).
 RUN python -m pip install --no-deps -c requirements.lock . \
     && python -c "import trainer.task, tuning, keras_tuner, tensorflow, keras; \

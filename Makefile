@@ -13,7 +13,7 @@ DEMO_SCALE      ?= 0.1
 DEMO_TEST_SCALE ?= 0.05
 DEMO_SEED  ?= 0
 
-.PHONY: venv test test-slow test-docker demo bench clean
+.PHONY: venv test test-slow test-docker demo images demo-images bench clean
 
 $(STAMP): setup.py requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,19 @@ demo: venv
 	@echo "  submission         $(DEMO_DIR)/submission.csv  score: $(DEMO_DIR)/score.json"
 	@echo "  test session plot  $(DEMO_DIR)/submission_session.png"
 	@echo "  GBM peer           $(DEMO_DIR)/gbm-submission.csv  scores: $(DEMO_DIR)/gbm.json"
+
+# The README's pictures (docs/images/), made by the demo's own commands: `make images` runs the
+# demo, then copies; `make demo-images` copies from an existing DEMO_DIR.
+IMAGES_DIR ?= docs/images
+images: demo demo-images
+
+demo-images:
+	@test -f $(DEMO_DIR)/job/LATEST || { echo "$(DEMO_DIR) holds no finished demo: run make demo first"; exit 1; }
+	mkdir -p $(IMAGES_DIR)
+	cp $(DEMO_DIR)/job/runs/$$(cat $(DEMO_DIR)/job/LATEST)/plots/loss.png $(IMAGES_DIR)/training-loss.png
+	cp $(DEMO_DIR)/job/runs/$$(cat $(DEMO_DIR)/job/LATEST)/plots/confusion.png $(IMAGES_DIR)/confusion.png
+	cp $(DEMO_DIR)/submission_session.png $(IMAGES_DIR)/test-session.png
+	cp $(DEMO_DIR)/tuning/report/per_class_best.png $(IMAGES_DIR)/tuning-per-class.png
 
 bench: venv
 	$(PY) bench/bench_synth.py --out bench-out

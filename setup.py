@@ -5,7 +5,7 @@ The same file is the `--setup_file` that Dataflow uses to ship `beam_preprocess`
 with its base dependencies only: so those are what the Beam job needs, and the
 trainer's (TensorFlow, Keras, TensorBoard, matplotlib) are the extra
 `.[trainer]` (the job writes its tf.train.Example records without TensorFlow:
-trainer/example_proto.py).  Dataflow workers already run the Beam SDK, so Apache
+trainer/records/example_proto.py).  Dataflow workers already run the Beam SDK, so Apache
 Beam is an extra too (`.[beam]`, for the launcher and local runs).  `.[tuning]`
 is keras-tuner with the trainer's dependencies (the tuner runs the trainer).
 The trainer image installs `.[trainer,tuning]`, not Beam; `make venv` everything.

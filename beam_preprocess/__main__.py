@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from beam_preprocess.options import PreprocessConfig, parse_args
 
 if TYPE_CHECKING:
-    from trainer.output_claim import OutputClaim
+    from trainer.shared.output_claim import OutputClaim
 
 LOGGER = logging.getLogger("beam_preprocess")
 
@@ -65,10 +65,10 @@ def run(argv: Sequence[str]) -> dict:
 def run_parsed(config: PreprocessConfig, beam_args: Sequence[str]) -> dict:
     """run() with its arguments parsed (options.parse_args).
 
-    The job holds its --output's writer claim (trainer/output_claim.py) throughout,
+    The job holds its --output's writer claim (trainer/shared/output_claim.py) throughout,
     taken before Beam is imported, so that a second job is refused at once."""
-    from trainer.gcs_access import check_gcs_access
-    from trainer.output_claim import OutputClaim
+    from trainer.shared.gcs_access import check_gcs_access
+    from trainer.shared.output_claim import OutputClaim
 
     check_gcs_access({"--train": config.train, "--test": config.test,
                       "--output": config.output, "--stats": config.stats})

@@ -2,7 +2,7 @@
 
 A file sink writes temporary files, then, once on one worker, deletes the files its
 output will replace (`pre_finalize`) and moves the new ones into place
-(`finalize_write`).  These sinks first confirm (trainer.output_claim.ClaimTicket) that
+(`finalize_write`).  These sinks first confirm (trainer.shared.output_claim.ClaimTicket) that
 the job still holds its output's claim, so a job that was stopped, lost its claim
 and resumed never replaces the output of the job that took over.  They subclass
 Beam's own TFRecord and text sinks (private classes of the pinned Beam version;
@@ -14,7 +14,7 @@ from __future__ import annotations
 from apache_beam.io.textio import _TextSink
 from apache_beam.io.tfrecordio import _TFRecordSink
 
-from trainer.output_claim import ClaimTicket
+from trainer.shared.output_claim import ClaimTicket
 
 
 class _ConfirmsClaim:

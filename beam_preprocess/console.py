@@ -3,7 +3,7 @@
 Without --verbose: Python logging at WARNING except our own progress lines, and a
 step failure that `main` reports in one line (bad input, failed row accounting) is
 not also logged by Beam with a traceback.  (The job does not import TensorFlow, so
-there are no TensorFlow start-up lines to hide: trainer/example_proto.py encodes.)
+there are no TensorFlow start-up lines to hide: trainer/records/example_proto.py encodes.)
 """
 from __future__ import annotations
 

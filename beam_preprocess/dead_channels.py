@@ -19,7 +19,7 @@ import numpy as np
 
 from beam_preprocess import kaggle_schema
 from beam_preprocess.rows import RowBatch, iter_groups, order_file_index
-from trainer import record_spec
+from trainer.records import spec as record_spec
 
 
 class ChannelRange(NamedTuple):

@@ -2,7 +2,7 @@
 that a refused claim or a bad option is told before Beam is imported)."""
 from __future__ import annotations
 
-from trainer.output_claim import ClaimLostError
+from trainer.shared.output_claim import ClaimLostError
 
 
 class RowAccountingError(RuntimeError):

@@ -3,7 +3,7 @@
 Shared by the stand-in generator (`synth`) and the pipeline's parser, so that
 both agree with the real files column for column.
 """
-from trainer.record_spec import CHANNELS, CLASSES, TEST_KEY_COLUMNS
+from trainer.records.spec import CHANNELS, CLASSES, TEST_KEY_COLUMNS
 
 KEY_COLUMNS = TEST_KEY_COLUMNS[1:]   # crew, experiment, time, seat
 TRAIN_COLUMNS: tuple[str, ...] = KEY_COLUMNS + CHANNELS + ("event",)

@@ -10,7 +10,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from beam_preprocess.errors import RowAccountingError
-from trainer import record_spec
+from trainer.records import spec as record_spec
 
 
 

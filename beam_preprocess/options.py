@@ -9,7 +9,7 @@ import os
 from typing import Callable, Optional, Sequence
 
 from beam_preprocess import kaggle_schema as ks
-from trainer import record_spec
+from trainer.records import spec as record_spec
 
 # Beam 2.77's DirectRunner first tries to download the Prism runner binary (no
 # network here, it logs and falls back).  FnApiRunner is a known runner name that

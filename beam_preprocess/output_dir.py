@@ -15,9 +15,9 @@ from typing import Callable, Iterable
 
 from apache_beam.io.filesystems import FileSystems
 
-from trainer import record_spec
-from trainer.output_claim import is_claim
-from trainer.paths import holds
+from trainer.records import spec as record_spec
+from trainer.shared.output_claim import is_claim
+from trainer.shared.paths import holds
 
 # The relative paths this command writes into its output (shards named by Beam's
 # default template, -SSSSS-of-NNNNN), and its sinks' temporary folders.
@@ -44,7 +44,7 @@ def prepare_output(output: str, overwrite: bool, inputs: Iterable[str],
                    confirm_claim: Callable[[str], None]) -> None:
     """Refuses an output that holds one of `inputs` or (without `overwrite`) anything;
     with `overwrite`, deletes an earlier output of this command, after
-    `confirm_claim(step)` (trainer.output_claim) says the job still holds it."""
+    `confirm_claim(step)` (trainer.shared.output_claim) says the job still holds it."""
     for path in inputs:
         if holds(output, path):
             raise OutputExistsError(

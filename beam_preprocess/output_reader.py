@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from beam_preprocess.manifest import manifest_path, read_json
-from trainer import record_spec
+from trainer.records import spec as record_spec
 
 _READ_BYTES = 1 << 22
 

@@ -34,7 +34,7 @@ from beam_preprocess import progress
 from beam_preprocess.csv_source import InputFile, LineChunk, count_newlines
 from beam_preprocess.quarantine import RAW_TEXT_LIMIT, BadRow
 from beam_preprocess.rows import RowBatch, order_key
-from trainer import record_spec
+from trainer.records import spec as record_spec
 
 COLUMNS = {"train": ks.TRAIN_COLUMNS, "test": ks.TEST_COLUMNS}
 ALLOWED_EXPERIMENTS = {"train": ks.TRAIN_EXPERIMENTS, "test": (ks.TEST_EXPERIMENT,)}

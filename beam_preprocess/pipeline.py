@@ -48,8 +48,8 @@ from beam_preprocess.spill import (load_ids, load_rows, load_segment, spill_file
                                    spill_id_parts, spill_parts, spill_segment)
 from beam_preprocess.splits import (SplitAssigner, batch_crews, choose_validation_units,
                                     holdout_validation_units, unit_histograms)
-from trainer import record_spec
-from trainer.output_claim import ClaimTicket
+from trainer.records import spec as record_spec
+from trainer.shared.output_claim import ClaimTicket
 
 _MIB = 1 << 20
 
@@ -311,7 +311,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PreprocessConfig, inputs: Jo
                    ticket: ClaimTicket, spill_dir: Optional[str] = None) -> None:
     """Adds the whole job to `pipeline`; with `spill_dir`, parsed rows spill there.
     Shards, quarantine and manifest are committed only while `ticket`'s claim on the
-    output is this job's (trainer/output_claim.py)."""
+    output is this job's (trainer/shared/output_claim.py)."""
     c = config
     rows_in, bad_rows, keyed_rows, unterminated, dead_channels = [], [], [], [], []
     paths = [f.path for f in inputs.files]

@@ -9,8 +9,8 @@ import apache_beam as beam
 
 from beam_preprocess.claimed_sinks import ClaimedTextSink
 from beam_preprocess.input_stream import open_input
-from trainer import record_spec
-from trainer.output_claim import ClaimTicket
+from trainer.records import spec as record_spec
+from trainer.shared.output_claim import ClaimTicket
 
 QUARANTINE_HEADER = ",".join(record_spec.QUARANTINE_COLUMNS)
 RAW_TEXT_LIMIT = 2000  # characters of a refused line kept in `raw`

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from beam_preprocess import kaggle_schema
-from trainer import record_spec
+from trainer.records import spec as record_spec
 
 _LINE_BITS = 40  # file order key = file index << 40 | line number
 

@@ -23,8 +23,8 @@ from beam_preprocess.scaling import Scaler
 from beam_preprocess.seeded_hash import hash_columns
 from beam_preprocess.sessions import SortedBlock
 from beam_preprocess.splits import SplitAssigner
-from trainer import record_spec
-from trainer.record_spec import Segment
+from trainer.records import spec as record_spec
+from trainer.records.spec import Segment
 
 NUM_CLASSES = record_spec.NUM_CLASSES
 

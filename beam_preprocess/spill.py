@@ -39,8 +39,8 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_preprocess.rows import RowBatch
-from trainer.output_claim import pid_running
-from trainer.record_spec import NUM_CHANNELS, Segment
+from trainer.records.spec import NUM_CHANNELS, Segment
+from trainer.shared.output_claim import pid_running
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from beam_preprocess.rows import RowBatch, iter_groups
 from beam_preprocess.seeded_hash import hash_columns
-from trainer import record_spec
+from trainer.records import spec as record_spec
 
 TRAIN, VALID, TEST = (record_spec.SPLITS.index(s) for s in ("train", "valid", "test"))
 NUM_CLASSES = record_spec.NUM_CLASSES

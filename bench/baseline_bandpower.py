@@ -8,7 +8,7 @@ ecg, r and gsr.  It shows what the data allow a simple model to reach, next to
 the LSTM's balanced validation log loss.
 
 The means of ecg, r and gsr are levels: they identify a pilot and a stretch of a
-session more than a state (see trainer/frontends/slow_channels.py), which helps on
+session more than a state (see trainer/model/frontends/slow_channels.py), which helps on
 validation windows from the training sessions (time blocks) and not on unseen ones.
 `--no-levels` leaves them out, which is what the LSTM sees by default.
 
@@ -28,10 +28,10 @@ sys.path.insert(0, REPO)
 
 import keras  # noqa: E402
 
-from trainer import data  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.metrics import classification_metrics, softmax  # noqa: E402
-from trainer.record_spec import SAMPLE_RATE_HZ  # noqa: E402
+from trainer.data import datasets as data  # noqa: E402
+from trainer.records.spec import SAMPLE_RATE_HZ  # noqa: E402
+from trainer.shared.metrics import classification_metrics, softmax  # noqa: E402
 
 EEG = slice(0, 20)
 OTHER = slice(20, 23)

@@ -43,6 +43,7 @@ import shlex
 import sys
 from typing import Optional
 
+import provenance
 from measure import measure
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -278,10 +279,7 @@ def main(argv=None) -> int:
         "agreement": agreement, "targets": check_targets(runs),
     }
     print(markdown(runs))
-    print(json.dumps(result, sort_keys=True))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2, sort_keys=True)
+    provenance.publish(result, args.json, __file__, argv)
     if not all(a["agree"] for a in agreement):
         print("beam and pandas outputs disagree: see 'agreement'", file=sys.stderr)
         return 1

@@ -44,11 +44,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, HERE]
 
+import provenance  # noqa: E402
 from measure import measure  # noqa: E402
 
 from beam_preprocess.synth import physiology  # noqa: E402
-from trainer import record_spec as spec  # noqa: E402
-from trainer.prior import DEFAULT_BALANCE  # noqa: E402
+from trainer.prediction.prior import DEFAULT_BALANCE  # noqa: E402
+from trainer.records import spec  # noqa: E402
 
 SCHEMES = {"time-blocks": [], "holdout-crews": ["--holdout-crews", "3,7"]}
 DEFAULT_CHOICE = "default"  # predict with no --prior or --balance: its own defaults
@@ -128,7 +129,7 @@ def lstm(work: str, data_dir: str, labels: str, scheme: str, seed: int, trainer_
     """Trains the LSTM and scores its submission under each prior choice
     (predict_options); with `repredict`, a run trained before is scored again (after
     a change to predict)."""
-    from trainer.score import score  # loads TensorFlow, which --help need not wait for
+    from trainer.prediction.score import score  # loads TensorFlow, which --help need not wait for
 
     job = os.path.join(work, "lstm", scheme, f"seed{seed}")
     result_path = job + ".json"
@@ -365,6 +366,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         results["physiologies"][name] = {"schemes": schemes}
         print(f"{name}: " + json.dumps({s: r["ratios"] for s, r in schemes.items()}), flush=True)
     results["verdict"] = verdict(results)
+    results["provenance"] = provenance.stamp(__file__, argv)
     markdown = table(results, judged)
     with open(os.path.join(args.work, "quality.json"), "w") as f:
         json.dump(results, f, indent=2)

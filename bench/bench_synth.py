@@ -14,6 +14,7 @@ import json
 import os
 import sys
 
+import provenance
 from measure import measure
 
 TARGET_SECONDS = 180.0
@@ -64,10 +65,7 @@ def main(argv=None) -> int:
             result["meets_target"] = (result["seconds"] <= TARGET_SECONDS
                                       and result["peak_rss_mb"] * 1024 ** 2 < TARGET_PEAK_BYTES)
     print(markdown(results))
-    print(json.dumps(results, sort_keys=True))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2, sort_keys=True)
+    provenance.publish({"splits": results}, args.json, __file__, argv)
     return 0
 
 

@@ -10,10 +10,10 @@ default 1 and 2: the CPU split into logical devices, which is what MirroredStrat
 runs on here; on a GPU machine, the GPUs) and each input path:
 
 * input alone: the streaming tf.data pipeline's batches, or the on-device path's
-  batches cut by a traced function (trainer/device_windows.py) with no model;
+  batches cut by a traced function (trainer/data/device_windows.py) with no model;
 * step alone: training steps on one constant batch held on the devices (the model's
   own speed, no input at all);
-* together: real training steps fed by that path (trainer.train.make_train_steps),
+* together: real training steps fed by that path (trainer.training.loop.make_train_steps),
   `--steps-per-execution` steps per traced call;
 
 all in windows/s.  Then the steps/s of a tiny model (host overhead: one step per call
@@ -38,7 +38,8 @@ from typing import Callable, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
-from trainer.window_rows import DEFAULT_STRIDE  # noqa: E402
+import provenance  # noqa: E402
+from trainer.prediction.window_rows import DEFAULT_STRIDE  # noqa: E402
 
 TOGETHER_OVER_STEP_TARGET = 0.9
 TINY_SPEEDUP_TARGET = 5.0
@@ -67,7 +68,7 @@ def _rate(count_per_call: int, calls: int, fn: Callable[[], object], rounds: int
 def _strategy(devices: int):
     import tensorflow as tf
 
-    from trainer.distribution import make_strategy
+    from trainer.shared.distribution import make_strategy
 
     if devices == 1:
         return make_strategy(())
@@ -78,8 +79,8 @@ def _strategy(devices: int):
 def _training(config, strategy):
     import keras
 
-    from trainer.model import build_model
-    from trainer.train import make_optimizer, make_step_counter
+    from trainer.model.network import build_model
+    from trainer.training.loop import make_optimizer, make_step_counter
 
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -95,7 +96,7 @@ class ConstantBatches:
     def __init__(self, config, strategy):
         import tensorflow as tf
 
-        from trainer import record_spec as spec
+        from trainer.records import spec
 
         size = config.global_batch_size // strategy.num_replicas_in_sync
         with strategy.scope():
@@ -113,9 +114,9 @@ def feeding(data_dir: str, config, devices: int, steps: int) -> dict:
     """Input alone, step alone and together, in windows/s, for both input paths."""
     import tensorflow as tf
 
-    from trainer import data
-    from trainer.device_windows import DeviceWindows, load_split
-    from trainer.train import make_train_steps
+    from trainer.data import datasets as data
+    from trainer.data.device_windows import DeviceWindows, load_split
+    from trainer.training.loop import make_train_steps
 
     strategy = _strategy(devices)
     manifest = data.read_manifest(data_dir)
@@ -174,10 +175,10 @@ def tiny_model_steps_per_s(data_dir: str, base_config, steps: int) -> dict:
     that removing host overhead can reach (`ceiling_speedup`)."""
     import tensorflow as tf
 
-    from trainer import data
     from trainer.config import TrainConfig
-    from trainer.device_windows import DeviceWindows, load_split
-    from trainer.train import make_train_steps
+    from trainer.data import datasets as data
+    from trainer.data.device_windows import DeviceWindows, load_split
+    from trainer.training.loop import make_train_steps
 
     strategy = _strategy(1)
     manifest = data.read_manifest(data_dir)
@@ -206,7 +207,7 @@ def front_end_steps(config, windows: list[int], steps: int) -> dict:
     import tensorflow as tf
 
     from trainer.config import FRONT_ENDS, TrainConfig
-    from trainer.train import make_train_steps
+    from trainer.training.loop import make_train_steps
 
     strategy = _strategy(1)
     out = {}
@@ -227,8 +228,8 @@ def front_end_steps(config, windows: list[int], steps: int) -> dict:
 def predict_rows_per_s(data_dir: str, config, stride: int, work: str) -> dict:
     """Full `predict` (reading, model, CSV) with a barely trained default model."""
     from trainer.config import TrainConfig
-    from trainer.predict import predict
-    from trainer.train import train
+    from trainer.prediction.predict import predict
+    from trainer.training.loop import train
 
     quick = TrainConfig.from_dict({**config.to_dict(), "epochs": 1, "steps_per_epoch": 2})
     paths = train(quick, data_dir, os.path.join(work, "job"))
@@ -251,8 +252,8 @@ def _fixture(work: str, window: int, rows_per_session: int) -> str:
 
 
 def _config(data_dir: str, args: argparse.Namespace):
-    from trainer import data
     from trainer.config import TrainConfig
+    from trainer.data import datasets as data
 
     config = TrainConfig.load(args.config) if args.config else TrainConfig()
     if args.steps_per_execution:
@@ -319,7 +320,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--data-here", help=argparse.SUPPRESS)     # child: one device count
     parser.add_argument("--devices-here", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from trainer.console import import_tensorflow_quietly
+    from trainer.shared.console import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     if args.data_here:
@@ -351,6 +352,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             result["predict"] = predict_rows_per_s(first, config, args.stride, work)
             result["predict_target_met"] = (result["predict"]["rows_per_s"]
                                             >= PREDICT_ROWS_PER_S_TARGET)
+    result["provenance"] = provenance.stamp(__file__, argv)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

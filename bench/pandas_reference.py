@@ -5,7 +5,7 @@ read and validate the CSV (pandas' C parser in chunks, vectorised checks), sort
 every session by numeric time and drop repeated times, choose the validation units,
 compute the statistics from training rows, scale, cut the same segments (time
 blocks, carried context, split runs), balance the validation windows and write
-GZIP TFRecords with trainer.record_spec.  It reuses the project's Beam-free pure
+GZIP TFRecords with trainer.records.spec.  It reuses the project's Beam-free pure
 parts (option parser, RowBatch, validation-unit choice, seeded hash, record
 format) and never imports Apache Beam (checked at exit).
 
@@ -40,8 +40,8 @@ from beam_preprocess.options import PreprocessConfig, build_parser  # noqa: E402
 from beam_preprocess.rows import RowBatch, group_starts, order_key, order_line  # noqa: E402
 from beam_preprocess.seeded_hash import hash_columns  # noqa: E402
 from beam_preprocess.splits import TRAIN, SplitAssigner, choose_validation_units, unit_histograms  # noqa: E402
-from trainer import record_spec  # noqa: E402
-from trainer.record_spec import Segment  # noqa: E402
+from trainer.records import spec as record_spec  # noqa: E402
+from trainer.records.spec import Segment  # noqa: E402
 
 SUMMARY_NAME = "reference.json"
 READ_CHUNK_ROWS = 1 << 19

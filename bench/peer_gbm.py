@@ -76,14 +76,14 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.csv as pa_csv  # noqa: E402
 from scipy import signal as sps  # noqa: E402
 
-from trainer.console import import_tensorflow_quietly  # noqa: E402
+from trainer.shared.console import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 import tensorflow as tf  # noqa: E402
 
-from trainer import data  # noqa: E402
-from trainer import record_spec as spec  # noqa: E402
-from trainer.metrics import classification_metrics  # noqa: E402
+from trainer.data import datasets as data  # noqa: E402
+from trainer.records import spec  # noqa: E402
+from trainer.shared.metrics import classification_metrics  # noqa: E402
 
 SECOND = spec.SAMPLE_RATE_HZ
 ROLLING_ROWS = {"1s": SECOND, "4s": 4 * SECOND}
@@ -466,7 +466,7 @@ def predict_test(booster: lgb.Booster, sessions: list[SessionRows],
 
 def write_submission(path: str, ids: np.ndarray, probs: np.ndarray,
                      chunk_rows: int = 1 << 20) -> None:
-    """id,A,B,C,D lines, float32 as trainer.predict writes them (Arrow's CSV writer)."""
+    """id,A,B,C,D lines, float32 as trainer.prediction.predict writes them (Arrow's CSV writer)."""
     with open(path, "wb") as f:
         f.write(("id," + ",".join(spec.CLASSES) + "\n").encode())
         for lo in range(0, ids.size, chunk_rows):

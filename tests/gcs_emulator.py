@@ -9,7 +9,7 @@ it, and the emulator ignores it.  NO_GCE_CHECK keeps google-auth from probing
 the GCE metadata server.
 
 gcp-storage-emulator ignores the ifGenerationMatch precondition, which real GCS
-enforces (HTTP 412) and the writer claims (trainer/output_claim.py) rely on, so
+enforces (HTTP 412) and the writer claims (trainer/shared/output_claim.py) rely on, so
 this file, run as a script, starts the emulator with its upload and delete
 handlers checking it first (its HTTP server is single-threaded, so the check and
 the write are atomic).

@@ -18,7 +18,7 @@ from beam_preprocess import kaggle_schema as ks
 from beam_preprocess.__main__ import run
 from beam_preprocess.output_dir import OutputExistsError
 from beam_preprocess.output_reader import read_manifest, read_split, read_split_bytes
-from trainer import record_spec
+from trainer.records import spec as record_spec
 
 WINDOW = 256
 # Small blocks and ranges so that carries, several ranges per file and several

@@ -8,7 +8,7 @@ from beam_preprocess.__main__ import build, run
 from beam_preprocess.options import parse_args
 from beam_preprocess.output_reader import read_manifest, read_split
 from beam_testdata import csv_lines, loft_frame, text_sorted, train_frame
-from trainer.output_claim import OutputClaim
+from trainer.shared.output_claim import OutputClaim
 
 SMALL = ["--window", "64", "--block-seconds", "2", "--carry-seconds", "1",
          "--valid-block-seconds", "1"]

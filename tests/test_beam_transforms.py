@@ -22,8 +22,8 @@ from beam_preprocess.segments import BalancedThresholds
 from beam_preprocess.sessions import session_block_keys
 from beam_preprocess.splits import SplitError, choose_validation_units
 from beam_testdata import csv_lines, text_sorted, train_frame, write_lines
-from trainer import record_spec
-from trainer.record_spec import Segment
+from trainer.records import spec as record_spec
+from trainer.records.spec import Segment
 
 
 def pipeline():

@@ -12,10 +12,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import bench_quality  # noqa: E402
 
 from beam_preprocess.synth import physiology  # noqa: E402
-from trainer.prior import DEFAULT_BALANCE  # noqa: E402
-from trainer.score import score  # noqa: E402
+from trainer.prediction.prior import DEFAULT_BALANCE  # noqa: E402
+from trainer.prediction.score import score  # noqa: E402
+from trainer.prediction.window_rows import DEFAULT_STRIDE  # noqa: E402
 from trainer.task import main  # noqa: E402
-from trainer.window_rows import DEFAULT_STRIDE  # noqa: E402
 
 STALE = {"train_seconds": 1.0, "train_peak_rss_mb": 1.0, "best_epoch": 3, "temperature": 1.0,
          "valid_balanced_log_loss": 0.5,

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from trainer.calibration import (MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature,
-                                 fit_temperature)
-from trainer.metrics import classification_metrics, row_log_losses, softmax
+from trainer.training.calibration import (MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature,
+                                          fit_temperature)
+from trainer.shared.metrics import classification_metrics, row_log_losses, softmax
 
 MEANS = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
 IMBALANCED = np.array([0.88, 0.02, 0.06, 0.04])

@@ -20,8 +20,8 @@ from beam_preprocess.options import build_parser as beam_parser
 from infra.cli import build_parser as infra_parser
 from infra.cli import main as infra_main
 from infra.cli import parse_args as infra_parse_args
-from trainer.console import without_start_up_notices
-from trainer.progress import Progress
+from trainer.shared.console import without_start_up_notices
+from trainer.shared.progress import Progress
 from trainer.task import _parser as trainer_parser
 from trainer.task import main as trainer_main
 from trainer_fixtures import TINY_TRAIN_ARGS

@@ -8,8 +8,9 @@ import datetime
 
 import pytest
 
-from trainer import run_dir, vertex
 from trainer.config import TrainConfig
+from trainer.runs import run_dir
+from trainer.shared import vertex
 from tuning.search import settings_path, trial_tensorboard_dir
 
 NOW = datetime.datetime(2026, 11, 25, 10, 0, 0, tzinfo=datetime.timezone.utc)

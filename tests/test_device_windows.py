@@ -1,4 +1,4 @@
-"""The training split held on the device (trainer/device_windows.py), several steps per
+"""The training split held on the device (trainer/data/device_windows.py), several steps per
 traced call, mixed precision, and exact resume: issue 13."""
 import glob
 import os
@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import data, run_dir
-from trainer import record_spec as spec
 from trainer.config import TrainConfig
-from trainer.device_windows import (DeviceWindows, HeldSplitCache, estimated_mib, load_split,
-                                    step_seed)
-from trainer.model import build_model, cudnn_blockers
-from trainer.train import make_optimizer, make_step_counter, make_train_steps, steps_until_sync
+from trainer.data import datasets as data
+from trainer.data.device_windows import (DeviceWindows, HeldSplitCache, estimated_mib, load_split,
+                                         step_seed)
+from trainer.model.network import build_model, cudnn_blockers
+from trainer.records import spec
+from trainer.runs import run_dir
+from trainer.training.loop import (make_optimizer, make_step_counter, make_train_steps,
+                                   steps_until_sync)
 from trainer_fixtures import TINY_TRAIN_ARGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

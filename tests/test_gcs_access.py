@@ -1,5 +1,5 @@
 """gs:// without credentials, or to a bucket that is not there, fails at launch in one
-line that says what is missing and how to give it (trainer/gcs_access.py), instead of
+line that says what is missing and how to give it (trainer/shared/gcs_access.py), instead of
 minutes of retries and a traceback."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from trainer.gcs_access import GcsAccessError, check_gcs_access
+from trainer.shared.gcs_access import GcsAccessError, check_gcs_access
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

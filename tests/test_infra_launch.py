@@ -179,7 +179,7 @@ def test_bench_gpu_vm_runs_the_benchmark_in_the_image_and_writes_to_the_bucket()
         f"/opt/pilotstate/bench/bench_trainer.py --json gs://other-bucket-9/out/jobs/{RUN_ID}"
         "/bench-gpu.json")
     assert metadata["pilotstate-gpus"] == "all"
-    assert "COPY bench/bench_trainer.py tests/trainer_fixtures.py bench/" in \
+    assert "COPY bench/bench_trainer.py bench/provenance.py tests/trainer_fixtures.py bench/" in \
         (REPO_ROOT / "Dockerfile").read_text()
 
 

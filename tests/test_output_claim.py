@@ -1,4 +1,4 @@
-"""One writer per output directory (trainer/output_claim.py): a second beam_preprocess,
+"""One writer per output directory (trainer/shared/output_claim.py): a second beam_preprocess,
 `trainer train` or `tuning search` chief fails at once naming the holder, a dead
 holder's claim is taken over, the claim is released on success and on failure, on a
 local disk and on gs:// (the emulator, which checks ifGenerationMatch as GCS does).
@@ -23,9 +23,9 @@ import pytest
 
 from beam_preprocess.__main__ import main as beam_main, run as beam_run
 from beam_testdata import csv_lines, text_sorted, train_frame, write_lines
-from trainer.data import DataError
-from trainer.output_claim import (CLAIM_NAME, ClaimLostError, Holder, OutputClaim,
-                                  OutputClaimedError)
+from trainer.data.datasets import DataError
+from trainer.shared.output_claim import (CLAIM_NAME, ClaimLostError, Holder, OutputClaim,
+                                         OutputClaimedError)
 from trainer.task import main as trainer_main
 from trainer_fixtures import TINY_TRAIN_ARGS
 from tuning.task import main as tuning_main
@@ -35,7 +35,7 @@ SMALL = ["--window", "64", "--block-seconds", "2", "--carry-seconds", "1",
          "--valid-block-seconds", "1"]
 HOLD = """
 import sys
-from trainer.output_claim import OutputClaim
+from trainer.shared.output_claim import OutputClaim
 try:
     with OutputClaim(sys.argv[1], "holder test job"):
         print("held", flush=True)
@@ -44,7 +44,7 @@ except Exception as err:
     print(f"refused: {err}", flush=True)
     sys.exit(1)
 """
-LOG = "trainer.output_claim"
+LOG = "trainer.shared.output_claim"
 
 
 def _hold(directory: str) -> subprocess.Popen:
@@ -341,7 +341,7 @@ def test_a_stopped_beam_job_resumes_and_leaves_its_successors_output_alone(tmp_p
 
 def test_a_trainer_that_lost_its_claim_saves_and_exports_nothing(tmp_path, trainer_data_dir):
     from trainer.config import TrainConfig
-    from trainer.train import train
+    from trainer.training.loop import train
 
     job_dir = tmp_path / "job"
     config = TrainConfig(lstm_units=(16,), frame=32, hop=16, epochs=1, steps_per_epoch=4,

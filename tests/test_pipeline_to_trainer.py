@@ -12,7 +12,7 @@ import pandas as pd
 
 from beam_preprocess.__main__ import run as beam_run
 from test_beam_e2e import output, raw  # noqa: F401  (session fixtures: one Beam run)
-from trainer import record_spec
+from trainer.records import spec as record_spec
 from trainer.task import main as trainer_main
 from trainer_fixtures import TINY_TRAIN_ARGS
 

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from trainer import data, plots, run_dir
-from trainer import record_spec as spec
 from trainer.config import TrainConfig
-from trainer.figures import plt
-from trainer.predict import load_run_model, predict
-from trainer.session_plot import ROW_SECONDS
+from trainer.data import datasets as data
+from trainer.prediction.predict import load_run_model, predict
+from trainer.prediction.session_plot import ROW_SECONDS
+from trainer.records import spec
+from trainer.runs import plots, run_dir
+from trainer.shared.figures import plt
 
 
 def _sessions(data_dir: str, split: str) -> dict[tuple, dict[str, np.ndarray]]:

@@ -15,10 +15,11 @@ import tensorflow as tf
 
 from beam_preprocess.kaggle_schema import TEST_COLUMNS
 from beam_preprocess.quarantine import QUARANTINE_HEADER, BadRow, bad_row_csv_line
-from trainer import output_files, paths, quarantined_rows
-from trainer import predict as predict_module
-from trainer import record_spec as spec
-from trainer import run_dir
+from trainer.prediction import output_files, quarantined_rows
+from trainer.prediction import predict as predict_module
+from trainer.records import spec
+from trainer.runs import run_dir
+from trainer.shared import paths
 from trainer.task import main
 
 PROG = "python -m trainer"

@@ -3,10 +3,10 @@ black-box shift estimation (Lipton et al. 2018, `--prior bbse`)."""
 import numpy as np
 import pytest
 
-from trainer.metrics import row_log_losses, softmax
-from trainer.prior import (MIN_ESTIMATED_SHARE, PRIOR_HELP, PriorEstimate, balance_prior,
-                           correct_prior, estimate_prior_bbse, estimate_prior_em, parse_prior,
-                           soft_confusion)
+from trainer.prediction.prior import (MIN_ESTIMATED_SHARE, PRIOR_HELP, PriorEstimate, balance_prior,
+                                      correct_prior, estimate_prior_bbse, estimate_prior_em,
+                                      parse_prior, soft_confusion)
+from trainer.shared.metrics import row_log_losses, softmax
 
 TEST_PRIOR = np.array([0.88, 0.02, 0.06, 0.04])
 UNIFORM = np.full(4, 0.25)

@@ -1,6 +1,6 @@
 """Records without TensorFlow (issue 27).
 
-trainer/example_proto.py writes the bytes that TensorFlow's protobufs wrote before
+trainer/records/example_proto.py writes the bytes that TensorFlow's protobufs wrote before
 (`tf.train.Example(...).SerializeToString(deterministic=True)`), for edge cases and
 for the real records of every split; and the Beam job (and the stand-in generator)
 run where TensorFlow and the trainer's other dependencies cannot be imported,
@@ -19,8 +19,8 @@ import pytest
 
 from beam_preprocess.__main__ import run
 from beam_preprocess.output_reader import read_manifest, read_split_bytes
-from trainer import example_proto as ep
-from trainer import record_spec as spec
+from trainer.records import example_proto as ep
+from trainer.records import spec
 
 REPO = Path(__file__).resolve().parent.parent
 # What a Dataflow worker does not install (setup.py's `trainer` and `tuning` extras).
@@ -55,7 +55,7 @@ def _our_bytes(features: dict) -> bytes:
 
 
 def tf_encode_segment(segment: spec.Segment) -> bytes:
-    """record_spec.encode_segment as it was with TensorFlow's protobufs (before issue 27)."""
+    """records.spec.encode_segment as it was with TensorFlow's protobufs (before issue 27)."""
     example_pb2, f = _tf_protos()
 
     def ints(*values):

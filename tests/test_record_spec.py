@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import record_spec as spec
+from trainer.records import spec
 
 
 def _segment(with_labels: bool) -> spec.Segment:
@@ -93,7 +93,7 @@ def test_encoding_is_byte_identical_across_processes():
     import sys
 
     script = ("import hashlib, numpy as np\n"
-              "from trainer import record_spec as s\n"
+              "from trainer.records import spec as s\n"
               "n = 5\n"
               "seg = s.Segment(crew=1, seat=0, experiment='CA', block=0, context_rows=0,\n"
               "    signals=np.ones((n, s.NUM_CHANNELS), np.float32), time=np.arange(n, dtype=np.float64),\n"

@@ -16,7 +16,7 @@ import pytest
 from beam_preprocess.kaggle_schema import CREWS, TEST_COLUMNS, TRAIN_COLUMNS, TRAIN_EXPERIMENTS
 from beam_preprocess.synth import generate, layout, main, physiology, signals, writer
 from beam_preprocess.synth.physiology.signature import REGIONS
-from trainer.record_spec import CLASSES
+from trainer.records.spec import CLASSES
 
 SCALE = 0.02
 REAL_TRAIN_ROWS = 4_867_421

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import run_dir
 from trainer.config import ConfigError, TrainConfig
+from trainer.runs import run_dir
 from trainer.task import _parser as trainer_parser
 from trainer.task import main as trainer_main
 from trainer_fixtures import TINY_TRAIN_ARGS, FixtureSpec, write_fixture_data
@@ -164,7 +164,7 @@ def test_nan_windows_after_the_first_epoch_keep_its_checkpoint(
         trainer_data_dir, tmp_path, capsys, monkeypatch):
     """Windows turn NaN from step 8 on (epoch 2 of 5-step epochs): the run stops there,
     and its checkpoint of step 5 (and the best epoch's) are what remain."""
-    from trainer.device_windows import DeviceWindows
+    from trainer.data.device_windows import DeviceWindows
 
     batch = DeviceWindows.replica_batch
 
@@ -231,7 +231,7 @@ def test_weights_that_became_nan_are_not_checkpointed(trainer_data_dir, tmp_path
 
 def test_a_nan_validation_loss_stops_the_run_before_that_epoch_is_checkpointed(
         trainer_data_dir, tmp_path, capsys, monkeypatch):
-    from trainer import device_windows
+    from trainer.data import device_windows
 
     load_valid_split = device_windows.load_valid_split
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import data
-from trainer import record_spec as spec
-from trainer.augment import noise_bank
 from trainer.config import TrainConfig
+from trainer.data import datasets as data
+from trainer.model.augment import noise_bank
+from trainer.records import spec
 from trainer_fixtures import FixtureSpec, write_fixture_data
 
 

@@ -10,11 +10,11 @@ import pytest
 
 from trainer import config as config_mod
 from trainer.config import FRONT_ENDS, SLOW_CHANNEL_MODES, TrainConfig
-from trainer.frontends.layers import LOG_FLOOR, FrameActivity, WindowActivity
-from trainer.frontends.slow_channels import HEART_BANDS_HZ
-from trainer.metrics import classification_metrics, softmax
-from trainer.model import build_model, cudnn_blockers
-from trainer.prior import correct_prior, parse_prior
+from trainer.model.frontends.layers import LOG_FLOOR, FrameActivity, WindowActivity
+from trainer.model.frontends.slow_channels import HEART_BANDS_HZ
+from trainer.model.network import build_model, cudnn_blockers
+from trainer.prediction.prior import correct_prior, parse_prior
+from trainer.shared.metrics import classification_metrics, softmax
 
 # The module (the package re-exports a function of the same name).
 tf_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")

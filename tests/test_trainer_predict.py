@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainer import data, run_dir
-from trainer.predict import IdLedger
-from trainer.prior import (DEFAULT_BALANCE, balance_prior, correct_prior, estimate_prior_bbse,
-                           estimate_prior_em)
-from trainer.score import score
+from trainer.data import datasets as data
+from trainer.prediction.predict import IdLedger
+from trainer.prediction.prior import (DEFAULT_BALANCE, balance_prior, correct_prior,
+                                      estimate_prior_bbse, estimate_prior_em)
+from trainer.prediction.score import score
+from trainer.prediction.window_rows import (DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE,
+                                            rows_from_windows, smoothing_windows, trailing_mean)
+from trainer.runs import run_dir
 from trainer.task import main
-from trainer.window_rows import (DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE, rows_from_windows,
-                                 smoothing_windows, trailing_mean)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import data, run_dir
+from trainer.data import datasets as data
+from trainer.runs import run_dir
 from trainer.task import main
 from trainer_fixtures import TINY_TRAIN_ARGS
 
@@ -156,9 +157,9 @@ OVERSHOOTING = [*TINY_TRAIN_ARGS, "--learning-rate", "0.2", "--epochs", "8",
 
 
 def _validation_balanced_log_loss(model: keras.Model, data_dir: str, config) -> float:
-    from trainer.metrics import classification_metrics, softmax
-    from trainer.model import logits_function
-    from trainer.train import validation_logits
+    from trainer.model.network import logits_function
+    from trainer.training.loop import validation_logits
+    from trainer.shared.metrics import classification_metrics, softmax
 
     manifest = data.read_manifest(data_dir)
     logits, labels = validation_logits(logits_function(model, config.window),
@@ -206,9 +207,9 @@ def test_the_training_loss_is_against_smoothed_labels(smoothing):
     window's weight, averaged over the global batch (checked against numpy, computed from
     the model's logits before the step)."""
     from trainer.config import TrainConfig
-    from trainer.metrics import softmax
-    from trainer.model import build_model
-    from trainer.train import make_optimizer, make_step_counter, make_train_steps
+    from trainer.model.network import build_model
+    from trainer.training.loop import make_optimizer, make_step_counter, make_train_steps
+    from trainer.shared.metrics import softmax
 
     config = TrainConfig(window=64, frame=32, hop=16, lstm_units=(8,), dropout=0.0,
                          feature_dropout=0.0, global_batch_size=8, label_smoothing=smoothing)

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from trainer.config import TrainConfig
 from tuning.hypermodel import OBJECTIVE_NAME, TRIAL_RECORD
-from trainer.figures import plt
+from trainer.shared.figures import plt
 from tuning.report import (TrialSummary, best_config, load_trials, objective_figure,
                            per_class_figure, trials_markdown)
 from tuning.settings import PROJECT

@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from trainer import data, run_dir
-from trainer import device_windows
-from trainer import record_spec as spec
 from trainer.config import ConfigError, TrainConfig
-from trainer.device_windows import HeldSplitCache, ValidScorer, ValidWindows, load_valid_split
+from trainer.data import datasets as data
+from trainer.data import device_windows
+from trainer.data.device_windows import HeldSplitCache, ValidScorer, ValidWindows, load_valid_split
+from trainer.records import spec
+from trainer.runs import run_dir
 from trainer.task import main
 from trainer_fixtures import TINY_TRAIN_ARGS
 
@@ -95,7 +96,7 @@ def test_a_fixed_front_end_runs_once_and_gives_the_whole_models_logits(
     """The spectral front end has no weights: the subsample's features are kept and each
     epoch runs the rest of the model on them; the filterbank's are learned: the whole
     model every time.  Either way the logits are the whole model's."""
-    from trainer.model import build_model
+    from trainer.model.network import build_model
 
     config = data.resolve_window(TrainConfig(
         valid_windows_per_class=PER_CLASS, front_end=front_end, frame=32, hop=16,
@@ -169,9 +170,9 @@ def test_epochs_score_the_same_subsample_and_the_export_all_windows(
     # And the exported model scores that on the streamed split.
     import keras
 
-    from trainer.metrics import classification_metrics, softmax
-    from trainer.model import logits_function
-    from trainer.train import validation_logits
+    from trainer.model.network import logits_function
+    from trainer.training.loop import validation_logits
+    from trainer.shared.metrics import classification_metrics, softmax
 
     config = TrainConfig.load(paths.file("config.json"))
     logits, labels = validation_logits(

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from trainer import record_spec as spec
+from trainer.records import spec
 
 CLASS_HZ = (3.0, 11.0, 23.0, 41.0)      # sinusoid frequency of A, B, C, D
 CLASS_SHARES = (0.55, 0.05, 0.28, 0.12)  # label shares of the blocks

@@ -21,13 +21,13 @@ import math
 import numbers
 from typing import Any, Callable, Optional, Sequence
 
-from trainer.errors import UserError
+from trainer.shared.errors import UserError
 
 BALANCING_MODES = ("sampling", "weights", "none")
-FRONT_ENDS = ("context", "spectral", "filterbank", "raw")  # modules of trainer/frontends/
-SLOW_CHANNEL_MODES = ("rhythms", "relative", "levels", "none")  # frontends/slow_channels.py
-BAND_POWER_MODES = ("relative", "absolute")  # see trainer/frontends/layers.py:BandLogPower
-PRECISIONS = ("fp32", "bf16", "fp16")  # see trainer/model.py:PRECISION_POLICIES
+FRONT_ENDS = ("context", "spectral", "filterbank", "raw")  # modules of trainer/model/frontends/
+SLOW_CHANNEL_MODES = ("rhythms", "relative", "levels", "none")  # model/frontends/slow_channels.py
+BAND_POWER_MODES = ("relative", "absolute")  # see trainer/model/frontends/layers.py:BandLogPower
+PRECISIONS = ("fp32", "bf16", "fp16")  # see trainer/model/network.py:PRECISION_POLICIES
 OPTIONAL_INTS = ("window", "frame_span")  # integer fields that may be None ("derived", "all")
 
 
@@ -108,9 +108,9 @@ def _option(default: Any, help: str, choices: Optional[Sequence[str]] = None,
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     # Model: a front end turns the window into a sequence of feature frames, then
-    # stacked LSTMs and a Dense layer of logits (trainer/model.py).
+    # stacked LSTMs and a Dense layer of logits (trainer/model/network.py).
     front_end: str = _option("spectral", "what turns a window into feature frames "
-                             "(trainer/frontends/)", choices=FRONT_ENDS)
+                             "(trainer/model/frontends/)", choices=FRONT_ENDS)
     frame: int = _option(64, "rows per frame (context, spectral, filterbank)", allowed=AT_LEAST_ONE)
     hop: int = _option(32, "rows between frames (context, spectral, filterbank)", allowed=AT_LEAST_ONE)
     filters: int = _option(24, "filterbank: learned (spatial, temporal) filter pairs",
@@ -157,7 +157,7 @@ class TrainConfig:
                                      "(0: off)", allowed=SHARE)
     temperature_scaling: bool = _option(True, "fit a temperature on the validation split "
                                         "(true or false)")
-    # Augmentation of training windows (trainer/augment.py; 0 turns each off).
+    # Augmentation of training windows (trainer/model/augment.py; 0 turns each off).
     augment_gain: float = _option(0.2, "augmentation: sd of the log of a per-channel gain "
                                   "(0: off)", allowed=NON_NEGATIVE)
     augment_shift: int = _option(32, "augmentation: most rows a window is shifted back from "

@@ -8,7 +8,7 @@
 
 DIRs and files may be local or gs://.  On Vertex AI, --job-dir defaults to the
 base output directory, and AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR and
-AIP_MODEL_DIR are honoured (see trainer/run_dir.py).  A user error (a missing
+AIP_MODEL_DIR are honoured (see trainer/runs/run_dir.py).  A user error (a missing
 file, a bad option, damaged data) prints one line and exits with status 2;
 --verbose shows its traceback, and every library's log.  A training run whose loss
 becomes NaN or infinite stops in one line with status 1, keeping its last good
@@ -21,14 +21,14 @@ import json
 import sys
 from typing import Callable, Optional, Sequence
 
-from trainer import console
+from trainer.shared import console
 from trainer.config import add_config_arguments, config_from_args
-from trainer.errors import UserError, exit_on_user_error
-from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
-from trainer.gcs_access import check_gcs_access
-from trainer.vertex import default_job_dir
-from trainer.prior import BALANCE_HELP, DEFAULT_BALANCE, DEFAULT_PRIOR, PRIOR_HELP
-from trainer.window_rows import DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE
+from trainer.shared.errors import UserError, exit_on_user_error
+from trainer.shared.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
+from trainer.shared.gcs_access import check_gcs_access
+from trainer.shared.vertex import default_job_dir
+from trainer.prediction.prior import BALANCE_HELP, DEFAULT_BALANCE, DEFAULT_PRIOR, PRIOR_HELP
+from trainer.prediction.window_rows import DEFAULT_SMOOTH_SECONDS, DEFAULT_STRIDE
 
 PROG = "python -m trainer"
 
@@ -131,8 +131,8 @@ def _run(args: argparse.Namespace) -> int:
             # Claimed before TensorFlow is imported, so that a second job is refused at once.
             with OutputClaim(job_dir, "python -m trainer train") as claim:
                 console.import_tensorflow(args.verbose)
-                from trainer.data import shards_read_whole
-                from trainer.train import train
+                from trainer.data.datasets import shards_read_whole
+                from trainer.training.loop import train
 
                 with shards_read_whole(args.data):
                     paths = train(config_from_args(args), args.data, job_dir, claim)
@@ -144,8 +144,8 @@ def _run(args: argparse.Namespace) -> int:
         check_gcs_access({"--run": args.run, "--data": args.data, "--out": args.out,
                           "--labels": args.labels, "--plot": args.plot})
         console.import_tensorflow(args.verbose)
-        from trainer.data import shards_read_whole
-        from trainer.predict import predict
+        from trainer.data.datasets import shards_read_whole
+        from trainer.prediction.predict import predict
 
         with shards_read_whole(args.data):
             summary = predict(args.run, args.data, args.out,
@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         check_gcs_access({"--submission": args.submission, "--labels": args.labels})
         console.import_tensorflow(args.verbose)  # score reads gs:// through tf.io.gfile
-        from trainer.score import score
+        from trainer.prediction.score import score
 
         metrics = score(args.submission, args.labels)
         rescaled = metrics["rescaled_rows"]

@@ -1,7 +1,7 @@
 """LSTMHyperModel: the trainer's model and training loop, driven by keras-tuner.
 
-`build` is trainer.model.build_model on the trial's config; `fit` is
-trainer.train.fit_loop with that config, so a trial trains exactly as
+`build` is trainer.model.network.build_model on the trial's config; `fit` is
+trainer.training.loop.fit_loop with that config, so a trial trains exactly as
 `python -m trainer train` would (same input pipeline, balancing, loss and
 validation), and its minibatch size is the trial's `batch_size`.  Each trial
 also leaves `pilotstate_trial.json` beside keras-tuner's own files (its config,
@@ -10,11 +10,11 @@ TensorBoard logs, for `python -m tuning report`.
 
 The objective, OBJECTIVE_NAME, is what `python -m trainer train` with the trial's
 config would export had it stopped after this epoch: the best epoch so far by
-the trainer's own rule (trainer.train.best_epoch), at the temperature fitted on
+the trainer's own rule (trainer.training.loop.best_epoch), at the temperature fitted on
 that epoch's validation logits when temperature_scaling is on.  So the trial's
 score (the objective's lowest value) and its best epoch are the exported model's
 loss and epoch, and a trial stops early by the trainer's rule too
-(trainer.train.should_stop with the config's `patience`).  keras-tuner's
+(trainer.training.loop.should_stop with the config's `patience`).  keras-tuner's
 SaveBestEpoch keeps the weights of that epoch, which Hyperband continues from.
 
 A trial whose loss becomes NaN or infinite fails (keras-tuner's FailedTrialError), as
@@ -33,15 +33,16 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
-from trainer import data, run_dir
 from trainer.config import TrainConfig
-from trainer.device_windows import HeldSplitCache
-from trainer.distribution import per_replica_batch_size
-from trainer.errors import DivergedError
-from trainer.model import build_model
-from trainer.summaries import TensorBoardLog
-from trainer.train import (EpochResult, best_epoch, fit_loop, make_optimizer, make_step_counter,
-                           should_stop)
+from trainer.data import datasets as data
+from trainer.data.device_windows import HeldSplitCache
+from trainer.model.network import build_model
+from trainer.runs import run_dir
+from trainer.shared.errors import DivergedError
+from trainer.shared.distribution import per_replica_batch_size
+from trainer.training.loop import (EpochResult, best_epoch, fit_loop, make_optimizer,
+                                   make_step_counter, should_stop)
+from trainer.training.summaries import TensorBoardLog
 from tuning.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ OBJECTIVE_NAME = "val_exported_balanced_log_loss"
 
 
 def exported_log_loss(history: list[dict]) -> float:
-    """The objective after the last epoch of `history` (epochs in trainer.train's shape,
+    """The objective after the last epoch of `history` (epochs in trainer.training.loop's shape,
     with the temperature-scaled validation metrics as "calibrated")."""
     return best_epoch(history)["calibrated"]["balanced_log_loss"]
 
@@ -99,7 +100,7 @@ class LSTMHyperModel(kt.HyperModel):
         """Trains epochs initial_epoch .. epochs-1 (Hyperband continues earlier trials)."""
         config = self.trial_config(hp)
         optimizer = make_optimizer(model, config, self.strategy)
-        history: list[dict] = []  # this run's epochs, in trainer.train's shape
+        history: list[dict] = []  # this run's epochs, in trainer.training.loop's shape
         callback_list = _ObjectiveLogs(list(callbacks), model, lambda: exported_log_loss(history))
         board = TensorBoardLog(tensorboard_dir)
         record_path = posixpath.join(trial_dir, TRIAL_RECORD)

@@ -35,11 +35,11 @@ from matplotlib.ticker import (FuncFormatter, LogLocator, MaxNLocator, NullForma
                                NullLocator)
 from tensorboard.plugins.hparams import api as hparams_api
 
-from trainer import run_dir
 from trainer.config import TrainConfig
-from trainer.errors import UserError
-from trainer.figures import plt, save_figure
-from trainer.record_spec import CLASSES
+from trainer.records.spec import CLASSES
+from trainer.runs import run_dir
+from trainer.shared.errors import UserError
+from trainer.shared.figures import plt, save_figure
 from tuning.hypermodel import TRIAL_RECORD
 from tuning.search import OBJECTIVE
 from tuning.settings import PROJECT, REPORT_DIR

@@ -28,12 +28,13 @@ from typing import Optional
 import keras_tuner as kt
 import tensorflow as tf
 
-from trainer import data, run_dir
 from trainer.config import TrainConfig
-from trainer.distribution import describe_devices, make_strategy
-from trainer.errors import UserError
-from trainer.output_claim import OutputClaim, is_claim
-from trainer.paths import holds
+from trainer.data import datasets as data
+from trainer.runs import run_dir
+from trainer.shared.errors import UserError
+from trainer.shared.output_claim import OutputClaim, is_claim
+from trainer.shared.paths import holds
+from trainer.shared.distribution import describe_devices, make_strategy
 from tuning.hypermodel import OBJECTIVE_NAME, LSTMHyperModel
 from tuning.settings import (PROJECT, SETTINGS_NAME, TENSORBOARD_DIR, TUNER_DIR_ENTRIES,
                              SearchSettings, setting_differences)
@@ -171,7 +172,7 @@ def search(settings: SearchSettings, tuner_dir: str, claim: Optional[OutputClaim
     """Runs (or resumes) the search; returns the tuner.
 
     The chief (or a single process) holds the tuner directory's writer `claim`
-    (trainer/output_claim.py) throughout, taken by the caller; a worker (`claim` None)
+    (trainer/shared/output_claim.py) throughout, taken by the caller; a worker (`claim` None)
     never overwrites."""
     checked_base(settings)  # before the directory is wiped
     overwrite = overwrite and claim is not None

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from trainer.config import AT_LEAST_ONE, Range, TrainConfig
-from trainer.errors import UserError
+from trainer.shared.errors import UserError
 from tuning.space import SearchSpace
 
 ALGORITHMS = ("hyperband", "bayesian", "random")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainer.config import (AT_LEAST_ONE, FRONT_ENDS, NON_NEGATIVE, Range, TrainConfig,
                             field_range)
-from trainer.errors import UserError
+from trainer.shared.errors import UserError
 
 if TYPE_CHECKING:  # keras_tuner imports TensorFlow, which `--help` must not wait for
     import keras_tuner as kt
@@ -143,7 +143,7 @@ class SearchSpace:
     def config(self, hp: kt.HyperParameters, base: TrainConfig) -> TrainConfig:
         """Declares the hyperparameters in `hp` (first call) and returns the trial's config.
 
-        `base` must have its window resolved (trainer.data.resolve_window)."""
+        `base` must have its window resolved (trainer.data.datasets.resolve_window)."""
         layers = _int(hp, "lstm_layers", 1, self.max_layers)
         units = []
         for i in range(self.max_layers):

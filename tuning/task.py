@@ -29,12 +29,12 @@ import json
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from trainer import console
 from trainer.config import (AT_LEAST_ONE, FRONT_ENDS, TrainConfig, add_config_arguments,
                             config_from_args, number_type, parse_bool)
-from trainer.errors import UserError, exit_on_user_error
-from trainer.gcs_access import check_gcs_access
-from trainer.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
+from trainer.shared import console
+from trainer.shared.errors import UserError, exit_on_user_error
+from trainer.shared.gcs_access import check_gcs_access
+from trainer.shared.output_claim import ClaimLostError, OutputClaim, OutputClaimedError
 from tuning.settings import ALGORITHMS, SETTING_RANGES, SearchSettings, is_worker
 from tuning.space import RANGES, TUNED_KEYS, SearchSpace, shown
 
@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             with writer as claim:
                 console.import_tensorflow(args.verbose)
-                from trainer.data import shards_read_whole
+                from trainer.data.datasets import shards_read_whole
                 from tuning.search import search
 
                 with shards_read_whole(args.data):

@@ -16,7 +16,7 @@ from beam_preprocess.kaggle_schema import (
     CREWS, SEATS, TEST_COLUMNS, TEST_EXPERIMENT, TRAIN_COLUMNS, TRAIN_EXPERIMENTS,
 )
 from beam_preprocess.synth import layout, physiology, signals, writer
-from trainer.record_spec import CHANNELS, CLASSES
+from trainer.records.spec import CHANNELS, CLASSES
 
 SPLITS = ("train", "test")
 LABEL_COLUMNS = ("id", "event")

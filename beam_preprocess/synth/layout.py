@@ -36,7 +36,7 @@ import math
 import numpy as np
 
 from beam_preprocess.kaggle_schema import CREWS, TEST_EXPERIMENT, TRAIN_EXPERIMENTS
-from trainer.record_spec import CLASSES, SAMPLE_RATE_HZ
+from trainer.records.spec import CLASSES, SAMPLE_RATE_HZ
 
 LABEL = {name: index for index, name in enumerate(CLASSES)}
 

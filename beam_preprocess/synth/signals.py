@@ -40,7 +40,7 @@ import numpy as np
 
 from beam_preprocess.synth.physiology import Physiology
 from beam_preprocess.synth.physiology.signature import EEG_CHANNELS
-from trainer.record_spec import CHANNELS, SAMPLE_RATE_HZ
+from trainer.records.spec import CHANNELS, SAMPLE_RATE_HZ
 
 NUM_EEG = len(EEG_CHANNELS)
 ECG, R, GSR = (CHANNELS.index(name) for name in ("ecg", "r", "gsr"))

@@ -19,7 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
-from trainer.record_spec import CHANNELS, CLASSES, SAMPLE_RATE_HZ
+from trainer.records.spec import CHANNELS, CLASSES, SAMPLE_RATE_HZ
 
 EEG_CHANNELS = tuple(name for name in CHANNELS if name.startswith("eeg_"))
 # The core EEG's parts, in the order of `eeg_band_shares` and `eeg_power`'s second axis.

@@ -1,0 +1,1 @@
+"""The input pipeline: windows cut from the records, streamed by tf.data or held on the device."""

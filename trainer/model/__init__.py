@@ -1,0 +1,1 @@
+"""The network: the front ends, the LSTMs over their frames, and training-time augmentation."""

@@ -1,0 +1,1 @@
+"""The run folder (config, metrics, checkpoints, the exported model) and its plots."""
