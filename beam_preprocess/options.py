@@ -80,7 +80,7 @@ class PreprocessConfig:
     train: Optional[str] = None
     test: Optional[str] = None
     stats: Optional[str] = None
-    window: int = 1024
+    window: int = 2048  # 8 s: chosen by the worst case over the quality bench (docs/decisions.md)
     block_seconds: float = 64.0
     carry_seconds: Optional[float] = None
     scaling: str = "standard"

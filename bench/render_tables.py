@@ -14,7 +14,8 @@ output, never typed by hand:
 holding "tables" (a ledger: columns and rows of strings, with the machine, date and
 command of each table) renders generically; the other files are bench scripts'
 own JSON (with their "provenance", bench/provenance.py) and render through the
-function registered for them in RENDERERS.  Each table ends with a line saying
+functions registered in RENDERERS for the script that wrote them.  A few tables
+(COMBINED) draw on several files.  Each table ends with a line saying
 where, when and how it was measured.  `--check` also lists measured-looking figures
 (log losses, times, sizes, ratios) in prose outside the tables: a figure no JSON
 backs.
@@ -70,6 +71,24 @@ def ledger(data: dict, table: str) -> str:
 
 def quality_summary(data: dict) -> str:
     return bench_quality.table(data, data["judged"]) + "\n\n" + provenance_line(data["provenance"])
+
+
+def hardest_per_class(data: dict) -> str:
+    """Per-class test log loss where the LSTM's ratio to the peer is worst."""
+    worst = data["verdict"]["worst_lstm_over_peer"]
+    result = data["physiologies"][worst["physiology"]]["schemes"][worst["validation"]]
+    judged = data["judged"]
+    classes = list(result["peer"]["per_class_log_loss"])
+    runs = [run["test"][judged]["per_class_log_loss"] for run in result["lstm_runs"]]
+    lstm = [f"{sum(run[c] for run in runs) / len(runs):.2f}" for c in classes]
+    balanced_prior = "none" if "none" in result["lstm"] else judged
+    rows = [["LSTM, predict's defaults (mean of the seeds)", *lstm,
+             f"{result['lstm'][balanced_prior]['balanced_log_loss']['mean']:.3f}"],
+            ["peer", *[f"{result['peer']['per_class_log_loss'][c]:.2f}" for c in classes],
+             f"{result['peer']['balanced_log_loss']:.3f}"]]
+    return (markdown_table([f"`{worst['physiology']}`, {worst['validation']}", *classes,
+                            "balanced test log loss (LSTM: `--prior none`)"], rows)
+            + "\n\n" + provenance_line(data["provenance"]))
 
 
 def preprocess_runs(data: dict) -> str:
@@ -149,17 +168,50 @@ def headline(sources: dict[str, dict]) -> str:
             "[docs/benchmarks.md](docs/benchmarks.md).*")
 
 
-# NAME -> {TABLE -> render(json of bench/results/NAME.json)}, for bench scripts' JSON.
+def windows(sources: dict[str, dict]) -> str:
+    """The quality bench at the previous default window against today's: the LSTM's
+    test log loss per physiology and validation, and the worst ratios to the peer."""
+    before, now = sources["quality-window-1024"], sources["quality"]
+    schemes = now["schemes"]
+    columns = ["physiology"] + [f"{scheme}: {label}" for scheme in schemes
+                                for label in ("4-s windows", "**8-s windows**")]
+
+    def cell(result: dict) -> str:
+        loss = result["lstm"][now["judged"]]["log_loss"]
+        return f"{loss['mean']:.3f} ± {loss['sd']:.3f} ({result['ratios']['lstm_over_peer']:.2f}x)"
+    rows = [[name] + [cell(q["physiologies"][name]["schemes"][scheme])
+                      for scheme in schemes for q in (before, now)]
+            for name in now["physiologies"]]
+    worst = [f"**{q['verdict']['worst_lstm_over_peer']['ratio']:.2f}x** "
+             f"({q['verdict']['worst_lstm_over_peer']['physiology']}, "
+             f"{q['verdict']['worst_lstm_over_peer']['validation']})" for q in (before, now)]
+    rows.append(["worst LSTM / peer, over both validations"] + [worst[0], worst[1]]
+                + [""] * (len(columns) - 3))
+    return (markdown_table(columns, rows) + "\n\nEach cell: the LSTM's overall test log loss under "
+            "predict's defaults, mean ± sd over the seeds, and its ratio to the peer fitted on the same "
+            "data.\n\n" + provenance_line(before["provenance"]) + "\n\n"
+            + provenance_line(now["provenance"]))
+
+
+# The tables of a bench script's JSON, by the script that wrote it (its provenance's
+# command): {script: {TABLE: render(json)}}.
 RENDERERS: dict[str, dict[str, Callable[[dict], str]]] = {
-    "quality": {"summary": quality_summary},
-    "preprocess": {"runs": preprocess_runs},
-    "stages-full": {"stages": stages},
-    "demo": {"scores": demo},
+    "bench_quality.py": {"summary": quality_summary, "hardest-per-class": hardest_per_class},
+    "bench_preprocess.py": {"runs": preprocess_runs},
+    "bench_stages.py": {"stages": stages},
+    "bench_demo.py": {"scores": demo},
 }
 # Tables drawn from several files: name -> (files, render(files' JSON by name)).
 COMBINED: dict[str, tuple[tuple[str, ...], Callable[[dict], str]]] = {
     "readme/headline": (("demo", "stages-full", "preprocess", "quality"), headline),
+    "quality/windows": (("quality-window-1024", "quality"), windows),
 }
+
+
+def script_of(data: dict) -> str:
+    """The bench script that wrote a result: 'bench_quality.py'."""
+    words = data.get("provenance", {}).get("command", "").split()
+    return os.path.basename(words[1]) if len(words) > 1 else ""
 
 
 def load(name: str) -> dict:
@@ -181,9 +233,11 @@ def render(name: str) -> str:
         if table not in data["tables"]:
             raise TableError(f"bench/results/{file}.json has no table {table!r}")
         return ledger(data, table)
-    if table not in RENDERERS.get(file, {}):
-        raise TableError(f"no renderer for table {name!r} (bench/render_tables.py RENDERERS)")
-    return RENDERERS[file][table](data)
+    script = script_of(data)
+    if table not in RENDERERS.get(script, {}):
+        raise TableError(f"no table {table!r} for bench/results/{file}.json, written by "
+                         f"{script or 'an unknown script'} (bench/render_tables.py RENDERERS)")
+    return RENDERERS[script][table](data)
 
 
 def rendered(text: str, problems: list[str]) -> str:

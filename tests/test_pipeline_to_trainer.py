@@ -16,7 +16,7 @@ from trainer.records import spec as record_spec
 from trainer.task import main as trainer_main
 from trainer_fixtures import TINY_TRAIN_ARGS
 
-DEFAULT_WINDOW = 1024  # 4 s, the Beam job's default
+DEFAULT_WINDOW = 2048  # 8 s, the Beam job's default
 
 
 def _latest_run(job_dir: str) -> tuple[dict, dict]:
@@ -57,16 +57,16 @@ def test_trainer_trains_predicts_and_scores_on_beam_output(output, raw, tmp_path
 
 
 def test_default_window_with_derived_carry_and_validation_units(raw, tmp_path):  # noqa: F811
-    """Both stages at their defaults: the 4-s window, carry and validation units that
+    """Both stages at their defaults: the 8-s window, carry and validation units that
     follow it, every class with validation windows; the trainer trains, validates and
-    predicts on them (heart and breathing rhythms over the 4 s, EEG frames over its
+    predicts on them (heart and breathing rhythms over the 8 s, EEG frames over its
     last second)."""
     data = str(tmp_path / "data")
     manifest = beam_run(["--train", str(raw / "train.csv"), "--test", str(raw / "test.csv"),
                          "--output", data, "--num-shards", "2"])
     assert manifest["window"] == DEFAULT_WINDOW
     options = manifest["options"]
-    assert (options["carry_seconds"], options["valid_block_seconds"]) == (4.0, 16.0)
+    assert (options["carry_seconds"], options["valid_block_seconds"]) == (8.0, 32.0)
     splits = manifest["splits"]
     present = [c for c in record_spec.CLASSES
                if splits["train"]["rows_per_class"][c] + splits["valid"]["rows_per_class"][c]]
