@@ -42,9 +42,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
     demo_dir = os.path.abspath(args.demo_dir)
-    run = measure.measure(["make", "-C", REPO, "demo", f"DEMO_DIR={demo_dir}"])
-    if run.returncode != 0:
-        raise SystemExit(f"bench_demo: make demo failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    run = measure.measure_checked(["make", "-C", REPO, "demo", f"DEMO_DIR={demo_dir}"],
+                                  "bench_demo: make demo")
     job = os.path.join(demo_dir, "job")
     with open(os.path.join(job, "LATEST")) as f:
         run_info = read_json(os.path.join(job, "runs", f.read().strip(), "run.json"))

@@ -45,7 +45,7 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, HERE]
 
 import provenance  # noqa: E402
-from measure import measure  # noqa: E402
+from measure import measure_checked  # noqa: E402
 
 from beam_preprocess.synth import physiology  # noqa: E402
 from trainer.prediction.prior import DEFAULT_BALANCE  # noqa: E402
@@ -76,10 +76,7 @@ def predict_options(choice: str) -> list[str]:
 
 def run_checked(command: list[str], what: str) -> dict:
     """Runs a project command; returns wall time, peak memory and its last stdout line."""
-    result = measure(command)
-    if result.returncode:
-        raise SystemExit(f"{what} failed (exit {result.returncode}): {shlex.join(command)}\n"
-                         + result.stderr[-3000:])
+    result = measure_checked(command, what)
     lines = result.stdout.strip().splitlines()
     return {"seconds": round(result.seconds, 1), "peak_rss_mb": result.peak_rss_mb,
             "last_line": lines[-1] if lines else ""}

@@ -26,9 +26,7 @@ import provenance
 def measured(command: list[str], what: str) -> tuple[measure.Measurement, dict]:
     """Runs a stage; returns its measurement and the JSON its stdout ends with."""
     print(f"== {what}: {' '.join(command)}", file=sys.stderr, flush=True)
-    run = measure.measure(command)
-    if run.returncode != 0:
-        raise SystemExit(f"bench_stages: {what} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    run = measure.measure_checked(command, f"bench_stages: {what}")
     lines = [line for line in run.stdout.strip().splitlines() if line.strip()]
     text = run.stdout.strip()
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import resource
+import shlex
 import subprocess
 import tempfile
 import time
@@ -67,3 +68,13 @@ def measure(command: Sequence[str], env: Optional[dict] = None) -> Measurement:
         out.seek(0)
         err.seek(0)
         return Measurement(seconds, peak, cpu, child.returncode, out.read(), err.read())
+
+
+def measure_checked(command: Sequence[str], what: str) -> Measurement:
+    """`measure`, ending the benchmark with a message naming `what`, the command and the
+    end of its stderr when the command fails."""
+    run = measure(command)
+    if run.returncode:
+        raise SystemExit(f"{what} failed (exit {run.returncode}): {shlex.join(command)}\n"
+                         + run.stderr[-3000:])
+    return run

@@ -187,9 +187,9 @@ def windows(sources: dict[str, dict]) -> str:
              f"{q['verdict']['worst_lstm_over_peer']['validation']})" for q in (before, now)]
     rows.append(["worst LSTM / peer, over both validations"] + [worst[0], worst[1]]
                 + [""] * (len(columns) - 3))
-    return (markdown_table(columns, rows) + "\n\nEach cell: the LSTM's overall test log loss under "
-            "predict's defaults, mean ± sd over the seeds, and its ratio to the peer fitted on the same "
-            "data.\n\n" + provenance_line(before["provenance"]) + "\n\n"
+    return (markdown_table(columns, rows) + "\n\nEach cell: the LSTM's overall test log loss "
+            "under predict's defaults, mean ± sd over the seeds, and its ratio to the peer "
+            "fitted on the same data.\n\n" + provenance_line(before["provenance"]) + "\n\n"
             + provenance_line(now["provenance"]))
 
 

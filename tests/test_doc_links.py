@@ -9,7 +9,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = sorted(["README.md", os.path.join("infra", "README.md")]
-                   + [os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md"))])
+                   + [os.path.relpath(path, REPO)
+                      for path in glob.glob(os.path.join(REPO, "docs", "*.md"))])
 LINK = re.compile(r"\]\(([^)\s]+)\)|<img src=\"([^\"]+)\"")
 
 
