@@ -47,6 +47,7 @@ sys.path[:0] = [REPO, HERE]
 import provenance  # noqa: E402
 from measure import measure_checked  # noqa: E402
 
+from beam_preprocess.options import PreprocessConfig  # noqa: E402
 from beam_preprocess.synth import physiology  # noqa: E402
 from trainer.prediction.prior import DEFAULT_BALANCE  # noqa: E402
 from trainer.records import spec  # noqa: E402
@@ -118,6 +119,12 @@ def preprocess(work: str, raw: str, scheme: str, window: Optional[int],
         if valid_windows_per_class:
             command += ["--valid-windows-per-class", str(valid_windows_per_class)]
         run_checked(command, f"preprocess ({scheme})")
+    with open(os.path.join(out, spec.MANIFEST_NAME)) as f:
+        written = json.load(f)["window"]
+    wanted = window or PreprocessConfig(output=out).window
+    if written != wanted:  # reused data of another window would judge the wrong default
+        raise SystemExit(f"{out} holds {written}-row windows, not the {wanted} asked for: give "
+                         f"--window {written}, or another --work")
     return out
 
 

@@ -140,3 +140,16 @@ def test_on_the_null_physiology_the_peer_does_not_count_as_a_yardstick(tmp_path)
     result = peer_gbm.run(data_dir, labels=os.path.join(raw, "test_labels.csv"))
     ratio = result["test"]["log_loss"] / result["prior"]["test"]["log_loss"]
     assert ratio > bench_quality.PEER_OVER_CONSTANT_LIMIT, result
+
+
+def test_data_of_another_window_is_not_reused(tmp_path):
+    """A work directory's data written at one window must not stand in for another:
+    the bench would judge the wrong default."""
+    data = tmp_path / "data" / "time-blocks"
+    data.mkdir(parents=True)
+    (data / "manifest.json").write_text(json.dumps({"window": 1024}))
+    assert bench_quality.preprocess(str(tmp_path), "raw", "time-blocks", 1024, None, 0) == str(data)
+    with pytest.raises(SystemExit, match="holds 1024-row windows, not the 2048 asked for"):
+        bench_quality.preprocess(str(tmp_path), "raw", "time-blocks", 2048, None, 0)
+    with pytest.raises(SystemExit, match="not the 2048 asked for"):  # the Beam job's default
+        bench_quality.preprocess(str(tmp_path), "raw", "time-blocks", None, None, 0)
